@@ -1,0 +1,89 @@
+"""The command line: flags, the flow (find token → check hub → transfer → report), exit codes.
+
+Data flows one way; every module below returns plain values or raises a `failures.Failure`, and
+only `main()` prints the outcome and chooses the exit code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+import traceback
+from urllib.parse import urlsplit
+
+from . import failures
+from .failures import DEBUG_VARIABLE, Failure
+from .options import HUB_ENDPOINT, Options, parse
+from .report import Reporter
+
+def check_endpoint(endpoint: str, allow_insecure: bool, rep: Reporter) -> None:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise failures.usage(f"HF_ENDPOINT={endpoint!r} is not an http(s) URL")
+    if endpoint.rstrip("/") == HUB_ENDPOINT:
+        return
+    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure:
+        raise failures.usage(
+            f"HF_ENDPOINT={endpoint} is plain http:// to another machine: the token would travel unencrypted "
+            "(use https://, or pass --allow-insecure-endpoint if you really mean it)"
+        )
+    rep.warn(f"HF_ENDPOINT is {endpoint}: the token is sent to {parts.hostname}, not to huggingface.co")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(opts: Options, rep: Reporter) -> int:
+    # Imported here so that `--help` works with any python3, before the venv exists.
+    from huggingface_hub import constants
+
+    from . import flow
+
+    endpoint = constants.ENDPOINT.rstrip("/")
+    rep.set(
+        endpoint=endpoint,
+        model=opts.model,
+        revision=opts.revision,
+        local_dir=str(opts.local_dir),
+        token_source=None,
+        user=None,
+        token_role=None,
+        commit=None,
+        files=[],
+    )
+    if constants.HF_HUB_OFFLINE:
+        return flow.offline(opts, rep)
+    check_endpoint(endpoint, opts.allow_insecure, rep)
+    return flow.online(opts, rep, endpoint)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rep = Reporter(quiet="--quiet" in argv, json_mode="--json" in argv)
+    try:
+        opts = parse(argv)
+        return rep.finish(run(opts, rep))
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except Failure as f:
+        rep.failure(f)
+        return rep.finish(f.exit_code)
+    except KeyboardInterrupt:
+        print("\ninterrupted: run `bash setup.sh` again to resume where it stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last resort: a bug, never a traceback unless asked
+        f = failures.unexpected(exc)
+        if os.environ.get(DEBUG_VARIABLE):
+            from .tokens import TOKEN_SHAPE, mask
+
+            text = "".join(traceback.format_exception(exc))
+            print(TOKEN_SHAPE.sub(lambda m: mask(m.group(0)), text), file=sys.stderr)
+        rep.failure(f)
+        return rep.finish(f.exit_code)

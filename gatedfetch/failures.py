@@ -1,0 +1,303 @@
+"""Every failure class of the product: its exit code, its kind, its message and its fix.
+
+This is the one table. Modules raise the functions below (never build messages themselves);
+only the CLI entry point turns a `Failure` into output and an exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+TOKENS_PAGE = "https://huggingface.co/settings/tokens"
+GATED_TOKEN_PAGE = "https://huggingface.co/settings/tokens/new?canReadGatedRepos=true&tokenType=fineGrained"
+GATED_PERMISSION = "Read access to contents of all public gated repos you can access"
+DEBUG_VARIABLE = "GATEDFETCH_DEBUG"
+ISSUES_HINT = f"re-run with {DEBUG_VARIABLE}=1 for a traceback (tokens masked) and report it with that output"
+
+
+class Failure(Exception):
+    """A failure the user can act on. `message` names the cause, `fix` the next command."""
+
+    exit_code: ClassVar[int] = 1
+    kind: ClassVar[str] = "unexpected"
+
+    def __init__(self, message: str, fix: str = "", **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.details = details
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "message": self.message, "fix": self.fix}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+class Unexpected(Failure):
+    exit_code = 1
+    kind = "unexpected"
+
+
+class UsageError(Failure):
+    exit_code = 2
+    kind = "usage"
+
+
+class NoToken(Failure):
+    exit_code = 3
+    kind = "no_token"
+
+
+class TokenRejected(Failure):
+    exit_code = 4
+    kind = "token_rejected"
+
+
+class AccessDenied(Failure):
+    exit_code = 5
+    kind = "access_denied"
+
+
+class NotFound(Failure):
+    exit_code = 6
+    kind = "not_found"
+
+
+class HubUnreachable(Failure):
+    exit_code = 7
+    kind = "hub_unreachable"
+
+
+class IntegrityFailure(Failure):
+    exit_code = 8
+    kind = "integrity"
+
+
+class DiskFailure(Failure):
+    exit_code = 9
+    kind = "disk"
+
+
+EXIT_CODES: tuple[type[Failure], ...] = (
+    Unexpected,
+    UsageError,
+    NoToken,
+    TokenRejected,
+    AccessDenied,
+    NotFound,
+    HubUnreachable,
+    IntegrityFailure,
+    DiskFailure,
+)
+
+EXIT_MEANINGS: dict[int, str] = {
+    0: "ready: the model is on disk and verified (or, with --check, a download would succeed)",
+    1: "unexpected error (a bug): " + ISSUES_HINT,
+    2: "usage error: a bad flag or value",
+    3: "no token found",
+    4: "token rejected: invalid, expired, revoked, malformed or a placeholder",
+    5: "gated access not granted: licence not accepted, request pending or rejected, or token lacks permission",
+    6: "repository or revision not found",
+    7: "hub unreachable, or failing after retries (also: offline and the local copy is incomplete)",
+    8: "download or integrity failure",
+    9: "local disk: no space, or the folder is not writable",
+}
+
+
+# --- 1: unexpected --------------------------------------------------------------------------
+
+
+def unexpected(exc: BaseException) -> Unexpected:
+    return Unexpected(f"unexpected error: {type(exc).__name__}", ISSUES_HINT)
+
+
+# --- 2: usage -------------------------------------------------------------------------------
+
+
+def usage(problem: str) -> UsageError:
+    return UsageError(problem, "run `bash setup.sh --help` for every flag")
+
+
+# --- 3: no token ----------------------------------------------------------------------------
+
+
+def no_token(env_file: str, no_tty: bool = True) -> NoToken:
+    how = (
+        "one of: `hf auth login` (older installs: `huggingface-cli login`), then `bash setup.sh`; "
+        "or `export HF_TOKEN=hf_...` (a read token from " + TOKENS_PAGE + "); "
+        f"or `cp .env.example {env_file}` and put HF_TOKEN=hf_... in it (`chmod 600 {env_file}`)"
+    )
+    why = "no Hugging Face token found (looked at --token-stdin, HF_TOKEN, " + env_file + ", the stored login)"
+    if no_tty:
+        why += "; no terminal, so not prompting"
+    return NoToken(why, how)
+
+
+def empty_stdin() -> NoToken:
+    return NoToken(
+        "--token-stdin was given but standard input held no token",
+        "pipe the token in, e.g. `op read op://vault/hf/token | bash setup.sh --token-stdin`",
+    )
+
+
+# --- 4: token rejected ----------------------------------------------------------------------
+
+
+def token_malformed(source: str, problem: str) -> TokenRejected:
+    return TokenRejected(
+        f"the token from {source} is malformed: {problem}",
+        f"copy the token again from {TOKENS_PAGE} (only the hf_... value, nothing around it)",
+    )
+
+
+def token_placeholder(source: str, what: str) -> TokenRejected:
+    return TokenRejected(
+        f"the token from {source} is a placeholder ({what}), not a real token",
+        f"create a read token at {TOKENS_PAGE} and put its value there",
+    )
+
+
+def token_org_key(source: str) -> TokenRejected:
+    return TokenRejected(
+        f"the token from {source} is an organisation API key (api_org_...); those no longer work",
+        f"create a user access token (read) at {TOKENS_PAGE}",
+    )
+
+
+def token_invalid(source: str, masked: str, switch_hint: str = "") -> TokenRejected:
+    fix = f"the token may be expired or revoked: create a new read token at {TOKENS_PAGE}"
+    if switch_hint:
+        fix += f"; {switch_hint}"
+    return TokenRejected(f"the Hub rejected the token {masked} from {source} (invalid credentials)", fix)
+
+
+# --- 5: gated access ------------------------------------------------------------------------
+
+
+def model_page(endpoint: str, repo: str) -> str:
+    return f"{endpoint.rstrip('/')}/{repo}"
+
+
+def gated_not_accepted(repo: str, user: str, page: str) -> AccessDenied:
+    return AccessDenied(
+        f"{user} has not accepted the licence of the gated model {repo}",
+        f"open {page} while logged in as {user}, accept the licence, then run `bash setup.sh` again",
+        reason="not_accepted",
+    )
+
+
+def gated_pending(repo: str, user: str, page: str) -> AccessDenied:
+    return AccessDenied(
+        f"{user}'s access request for {repo} is awaiting a review from the repo authors",
+        f"wait for the authors' approval (you get an e-mail; status at {page}), then run `bash setup.sh` again",
+        reason="pending",
+    )
+
+
+def gated_rejected(repo: str, user: str, page: str) -> AccessDenied:
+    return AccessDenied(
+        f"{user}'s access request for {repo} was rejected by the repo authors",
+        f"contact the authors through {page}/discussions; another token will not help",
+        reason="rejected",
+    )
+
+
+def gated_token_permission(repo: str, user: str) -> AccessDenied:
+    return AccessDenied(
+        f"the fine-grained token of {user} lacks the permission \"{GATED_PERMISSION}\", needed for {repo}",
+        f"edit the token at {TOKENS_PAGE} and tick that permission, or make one with it: {GATED_TOKEN_PAGE}",
+        reason="token_permission",
+    )
+
+
+def gated_no_token(repo: str, page: str) -> AccessDenied:
+    return AccessDenied(
+        f"{repo} is gated and the endpoint refused the request as anonymous",
+        f"log in (`hf auth login`) and accept the licence at {page}",
+        reason="anonymous",
+    )
+
+
+# --- 6: not found ---------------------------------------------------------------------------
+
+
+def repo_not_found(repo: str, endpoint: str) -> NotFound:
+    return NotFound(
+        f"model repository '{repo}' not found at {endpoint} (or it is private to someone else)",
+        "check the spelling of --model (e.g. fishaudio/openaudio-s1-mini)",
+    )
+
+
+def revision_not_found(repo: str, revision: str) -> NotFound:
+    return NotFound(
+        f"revision '{revision}' not found in {repo}",
+        "check --revision: a branch (main), a tag, or a full 40-character commit id",
+    )
+
+
+def file_not_found(repo: str, path: str, revision: str) -> NotFound:
+    return NotFound(
+        f"file '{path}' listed in {repo}@{revision} was not found when fetched",
+        "run `bash setup.sh` again; if it persists the revision changed under us: pin --revision to a commit",
+    )
+
+
+# --- 7: hub unreachable ---------------------------------------------------------------------
+
+
+def hub_unreachable(endpoint: str, cause: str) -> HubUnreachable:
+    return HubUnreachable(
+        f"cannot reach the hub at {endpoint}: {cause}",
+        "check the network (and HF_ENDPOINT, proxy variables), then run `bash setup.sh` again; "
+        "a partial download resumes where it stopped",
+    )
+
+
+def offline_incomplete(local_dir: str, missing: str) -> HubUnreachable:
+    return HubUnreachable(
+        f"HF_HUB_OFFLINE=1 and the local copy in {local_dir} is not complete ({missing})",
+        "unset HF_HUB_OFFLINE on a machine with network and run `bash setup.sh`",
+    )
+
+
+# --- 8: integrity ---------------------------------------------------------------------------
+
+
+def hash_mismatch(path: str, algo: str, expected: str, got: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"{path}: {algo} mismatch, expected {expected[:12]}… got {got[:12]}… (the bad copy was discarded)",
+        "run `bash setup.sh` again to fetch it anew; if it repeats, a proxy or mirror is corrupting data",
+        file=path,
+        expected=expected,
+        got=got,
+    )
+
+
+def size_mismatch(path: str, expected: int, got: int) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"{path}: size mismatch, expected {expected} bytes, got {got} (the bad copy was discarded)",
+        "run `bash setup.sh` again to fetch it anew",
+        file=path,
+        expected=expected,
+        got=got,
+    )
+
+
+# --- 9: local disk --------------------------------------------------------------------------
+
+
+def no_space(folder: str, needed: int, free: int) -> DiskFailure:
+    return DiskFailure(
+        f"not enough space in {folder}: {needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free",
+        "free some space, or choose a bigger disk with --local-dir DIR",
+        needed=needed,
+        free=free,
+    )
+
+
+def not_writable(folder: str, cause: str) -> DiskFailure:
+    return DiskFailure(
+        f"cannot write to {folder}: {cause}",
+        "fix the folder's permissions (`ls -ld` it), or choose another with --local-dir DIR",
+    )

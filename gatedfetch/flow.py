@@ -1,0 +1,206 @@
+"""The one-way flow: find the token → ask the hub → transfer → record and report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from . import failures, manifest, tokens
+from .hub import Hub, Identity, RepoFile, Snapshot, install_timeouts
+from .options import Options
+from .progress import make_progress
+from .report import Reporter
+from .transfer import HttpRefused, RemoteFile, fetch_all, partial_bytes
+
+
+def offline(opts: Options, rep: Reporter) -> int:
+    m = manifest.load(opts.local_dir)
+    gaps = manifest.missing(opts.local_dir, m)
+    if gaps or m is None:
+        raise failures.offline_incomplete(str(opts.local_dir), ", ".join(gaps[:5]))
+    if opts.revision not in (m.revision, m.commit) and opts.revision != "main":
+        raise failures.offline_incomplete(str(opts.local_dir), f"it holds {m.revision}, not {opts.revision}")
+    rep.set(commit=m.commit, user=m.user or None, files=[_file_doc(e) for e in m.files])
+    rep.info(f"offline: the local copy of {m.model}@{m.commit[:10]} in {opts.local_dir} is complete")
+    return 0
+
+
+def read_stdin_token() -> str:
+    data = sys.stdin.buffer.read(64 * 1024) if sys.stdin is not None else b""
+    return data.decode("utf-8", errors="replace")
+
+
+def find_token(opts: Options, rep: Reporter) -> tokens.Found:
+    stdin_value = read_stdin_token() if opts.token_stdin else None
+    if opts.token_stdin and not (stdin_value or "").strip():
+        if not opts.stdin_source.startswith("standard input"):
+            stdin_value = None  # setup.sh piped nothing: fall through to the other sources
+        else:
+            raise failures.empty_stdin()
+    res = tokens.resolve(stdin_value, opts.stdin_source, os.environ, opts.env_file)
+    for w in res.warnings:
+        rep.warn(w)
+    if res.found is None:
+        raise failures.no_token(str(opts.env_file), no_tty=not sys.stdin.isatty())
+    if res.found.kind == "dotenv":
+        for w in tokens.env_file_warnings(opts.env_file):
+            rep.warn(w)
+    rep.info(f"token: {res.found.source} ({tokens.mask(res.found.token)})")
+    rep.set(token_source=res.found.kind)
+    return res.found
+
+
+def online(opts: Options, rep: Reporter, endpoint: str) -> int:
+    found = find_token(opts, rep)
+    install_timeouts()
+    hub = Hub(endpoint, found.token, found.source)
+    previous = manifest.load(opts.local_dir)
+
+    # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
+    if previous is not None and not opts.check and not manifest.missing(opts.local_dir, previous):
+        snap = hub.snapshot(opts.model, opts.revision)
+        if previous.commit == snap.commit and previous.model == opts.model:
+            rep.set(commit=snap.commit, user=previous.user or None, files=[_file_doc(e) for e in previous.files])
+            rep.info(f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir}")
+            return 0
+    who = hub.whoami(_switch_hint(found))
+    _report_identity(who, rep, hub)
+    snap = hub.snapshot(opts.model, opts.revision)
+    for note in snap.notes:
+        rep.warn(note)
+    rep.set(commit=snap.commit)
+    for note in hub.check_access(opts.model, snap, who):
+        rep.warn(note)
+    user = who.name if who else ""
+    rep.info(f"access: granted to {user or 'this token'} for {opts.model}@{snap.commit[:10]}")
+
+    todo, kept = _plan(opts.local_dir, previous, snap)
+    _check_disk(opts.local_dir, todo, snap)
+    if opts.check:
+        complete = not todo
+        rep.set(local_complete=complete, status_ok="ready" if complete else "would_download")
+        total = sum(f.size for f in todo)
+        rep.info(
+            "check: the local copy is complete"
+            if complete
+            else f"check: a download of {len(todo)} file(s), {total / 1e6:.1f} MB, would succeed"
+        )
+        return 0
+    entries = kept + _transfer(opts, rep, hub, snap, todo)
+    entries.sort(key=lambda e: e.path)
+    m = manifest.Manifest(opts.model, opts.revision, snap.commit, endpoint, user, entries)
+    manifest.save(opts.local_dir, m)
+    rep.set(files=[_file_doc(e) for e in entries])
+    size = sum(e.size for e in entries)
+    rep.info(
+        f"ready: {len(entries)} files, {size / 1e6:.1f} MB, {opts.model}@{snap.commit[:10]} "
+        f"verified in {opts.local_dir}" + (f" (user {user})" if user else "")
+    )
+    return 0
+
+
+def _switch_hint(found: tokens.Found) -> str:
+    if found.kind == "env":
+        return "HF_TOKEN wins over `hf auth login`: `unset HF_TOKEN` to use the stored login instead"
+    if found.kind == "stored":
+        return "run `hf auth login --force` to store a new token"
+    if found.kind == "dotenv":
+        return "put the new token in the .env file"
+    return ""
+
+
+def _report_identity(who: Identity | None, rep: Reporter, hub: Hub) -> None:
+    if who is None:
+        rep.warn(f"{hub.endpoint} has no whoami: the token could not be checked before the access check")
+        return
+    rep.set(user=who.name, token_role=who.role)
+    rep.info(f"user: {who.name} (token role: {who.role})")
+    if who.role in ("write", "admin"):
+        rep.warn(
+            f"this token can {who.role}; a read token is enough for downloads "
+            f"(least privilege: make one at {failures.TOKENS_PAGE})"
+        )
+
+
+def _plan(
+    local_dir: Path, previous: manifest.Manifest | None, snap: Snapshot
+) -> tuple[list[RepoFile], list[manifest.FileEntry]]:
+    """Which files must be fetched; which recorded ones are still intact (same commit, or same LFS hash)."""
+    known = {e.path: e for e in previous.files} if previous else {}
+    todo: list[RepoFile] = []
+    kept: list[manifest.FileEntry] = []
+    for f in snap.files:
+        e = known.get(f.path)
+        same_content = e is not None and (
+            (previous is not None and previous.commit == snap.commit) or (f.sha256 is not None and e.sha256 == f.sha256)
+        )
+        if e is not None and same_content and e.size == f.size and manifest.intact(local_dir, e):
+            kept.append(e)
+        else:
+            todo.append(f)
+    return todo, kept
+
+
+def _check_disk(local_dir: Path, todo: list[RepoFile], snap: Snapshot) -> None:
+    work = manifest.work_dir(local_dir)
+    needed = 0
+    for f in todo:
+        needed += max(0, f.size - partial_bytes(work, f.sha256 or f.blob_sha1, f.size))
+    try:
+        local_dir.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise failures.not_writable(str(local_dir), exc.strerror or str(exc)) from None
+    free = shutil.disk_usage(local_dir).free
+    if needed > free:
+        raise failures.no_space(str(local_dir), needed, free)
+
+
+def _transfer(
+    opts: Options, rep: Reporter, hub: Hub, snap: Snapshot, todo: list[RepoFile]
+) -> list[manifest.FileEntry]:
+    remote = []
+    for f in todo:
+        remote.append(
+            RemoteFile(
+                path=f.path,
+                size=f.size,
+                url=hub.file_url(snap.repo, snap.commit, f.path),
+                sha256=f.sha256,
+                blob_sha1=f.blob_sha1,
+            )
+        )
+    if not remote:
+        return []
+    mode = "quiet" if opts.quiet else ("tty" if sys.stderr.isatty() else "lines")
+    progress = make_progress(mode)
+    try:
+        results = fetch_all(
+            remote,
+            opts.local_dir,
+            manifest.work_dir(opts.local_dir),
+            hub.headers(),
+            progress=progress,
+            endpoint=hub.endpoint,
+        )
+    except HttpRefused as exc:
+        raise hub.classify_status(exc.status, exc.headers, snap.repo, snap.revision) from None
+    finally:
+        progress.close()
+    entries = []
+    for r in results:
+        entries.append(manifest.stamp(opts.local_dir, manifest.FileEntry(r.path, r.size, r.sha256, r.verified)))
+        if r.resumed_from:
+            rep.info(f"{r.path}: resumed from {r.resumed_from / 1e6:.1f} MB")
+        if not r.verified:
+            rep.warn(f"{r.path}: the hub gave no hash for it; size checked, content not verified")
+    return entries
+
+
+def _file_doc(e: manifest.FileEntry) -> dict[str, object]:
+    return {"path": e.path, "size": e.size, "sha256": e.sha256, "verified": e.verified}

@@ -1,0 +1,316 @@
+"""What the Hub says: who the token belongs to, whether it may read the repo, and what the revision holds.
+
+Everything goes through huggingface_hub's public API (HfApi, its errors, its HTTP session); this
+module only turns the answers into plain values or into the project's failures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx2
+from huggingface_hub import HfApi, hf_hub_url, set_client_factory
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+from . import failures
+from .tokens import mask
+
+HUB_ENDPOINT = "https://huggingface.co"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    role: str  # read | write | fineGrained | admin | unknown
+    can_read_gated: bool | None = None  # fine-grained tokens only
+    scoped: tuple[str, ...] = ()  # fine-grained: entities the token is scoped to with read permission
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    path: str
+    size: int
+    sha256: str | None
+    blob_sha1: str | None
+
+
+@dataclass
+class Snapshot:
+    repo: str
+    revision: str
+    commit: str
+    gated: bool
+    files: list[RepoFile]
+    notes: list[str] = field(default_factory=list)
+
+
+def _timeouts_client() -> httpx2.Client:
+    # huggingface_hub's default client has no timeout at all: a hub that stops answering would hang the
+    # setup forever. Same client through the public factory hook, with bounded connect/read waits.
+    # The request hook (it fixes the endpoint in URLs and logs in debug mode) is internal; keep it when present.
+    try:
+        from huggingface_hub.utils._http import hf_request_event_hook
+
+        hooks: dict[str, list[Any]] = {"request": [hf_request_event_hook]}
+    except ImportError:
+        hooks = {}
+    return httpx2.Client(
+        event_hooks=hooks,
+        follow_redirects=True,
+        timeout=httpx2.Timeout(30.0, connect=10.0),
+    )
+
+
+def install_timeouts() -> None:
+    set_client_factory(_timeouts_client)
+
+
+class Hub:
+    def __init__(
+        self, endpoint: str, token: str | None, source: str = "", *, retries: int = 3, backoff: float = 0.5
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.token = token
+        self.source = source or "the token"
+        self.masked = mask(token) if token else ""
+        self.api = HfApi(endpoint=self.endpoint, token=token if token else False)
+        self.retries = retries
+        self.backoff = backoff
+        self.last_cause = ""
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Retry transient trouble (connection errors, 5xx, 429) a few times, then exit 7 with the cause."""
+        delay = self.backoff
+        for attempt in range(1, self.retries + 1):
+            try:
+                return fn()
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+                if status < 500 and status not in (408, 429):
+                    raise
+                self.last_cause = f"HTTP {status} from {_host(self.endpoint)}"
+                retry_after = _retry_after(exc.response.headers if exc.response is not None else {})
+            except (httpx2.TransportError, OSError) as exc:
+                self.last_cause = _describe_transport(exc)
+                retry_after = None
+            if attempt < self.retries:
+                time.sleep(min(retry_after if retry_after is not None else delay, 10.0))
+                delay *= 2
+        raise failures.hub_unreachable(self.endpoint, f"{self.last_cause} (after {self.retries} attempts)")
+
+    def headers(self) -> dict[str, str]:
+        return dict(build_hf_headers(token=self.token if self.token else False))
+
+    def file_url(self, repo: str, commit: str, path: str) -> str:
+        return hf_hub_url(repo, path, revision=commit, endpoint=self.endpoint)
+
+    # -- whoami -----------------------------------------------------------------------------
+
+    def whoami(self, switch_hint: str = "") -> Identity | None:
+        """The token's owner and role; None when the endpoint has no whoami (a download-only mirror)."""
+        assert self.token
+        token = self.token
+        try:
+            info = self._call(lambda: self.api.whoami(token=token))
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status == 401:
+                raise failures.token_invalid(self.source, self.masked, switch_hint) from None
+            if status in (404, 405, 501):
+                return None
+            raise
+        access = (info.get("auth") or {}).get("accessToken") or {}
+        role = str(access.get("role") or "unknown")
+        fine = access.get("fineGrained") or {}
+        scoped: list[str] = []
+        for entry in fine.get("scoped") or []:
+            entity = (entry or {}).get("entity") or {}
+            perms = entry.get("permissions") or []
+            if any(str(p).startswith("repo.content.read") for p in perms) and entity.get("name"):
+                scoped.append(str(entity["name"]))
+        can_gated = fine.get("canReadGatedRepos") if role == "fineGrained" else None
+        return Identity(
+            name=str(info.get("name") or "unknown"),
+            role=role,
+            can_read_gated=None if can_gated is None else bool(can_gated),
+            scoped=tuple(scoped),
+        )
+
+    # -- the revision -----------------------------------------------------------------------
+
+    def snapshot(self, repo: str, revision: str) -> Snapshot:
+        """Resolve the revision to a commit and list its files with sizes and the Hub's hashes (one request)."""
+        try:
+            info = self._call(
+                lambda: self.api.model_info(repo, revision=revision, files_metadata=True, token=self._tok())
+            )
+        except HfHubHTTPError as exc:
+            raise self.classify(exc, repo, revision) from None
+        if not info.sha:
+            raise failures.hub_unreachable(self.endpoint, f"the hub gave no commit for {repo}@{revision}")
+        notes: list[str] = []
+        files: list[RepoFile] = []
+        siblings = info.siblings or []
+        if siblings and all(s.size is not None for s in siblings):
+            for s in siblings:
+                sha256 = s.lfs.sha256 if s.lfs else None
+                files.append(RepoFile(s.rfilename, int(s.size or 0), sha256, None if sha256 else s.blob_id))
+        else:
+            files = self._tree_files(repo, info.sha)
+            notes.append("the endpoint gave no file sizes with the repo info; listed the tree instead")
+        return Snapshot(repo, revision, info.sha, bool(info.gated), sorted(files, key=lambda f: f.path), notes)
+
+    def _tree_files(self, repo: str, commit: str) -> list[RepoFile]:
+        from huggingface_hub.hf_api import RepoFile as HfRepoFile
+
+        try:
+            entries = self._call(
+                lambda: list(self.api.list_repo_tree(repo, revision=commit, recursive=True, token=self._tok()))
+            )
+        except HfHubHTTPError as exc:
+            raise self.classify(exc, repo, commit) from None
+        out = []
+        for e in entries:
+            if isinstance(e, HfRepoFile):
+                sha256 = e.lfs.sha256 if e.lfs else None
+                out.append(RepoFile(e.path, e.size, sha256, None if sha256 else e.blob_id))
+        return out
+
+    def _tok(self) -> str | bool:
+        return self.token if self.token else False
+
+    # -- access -----------------------------------------------------------------------------
+
+    def check_access(self, repo: str, snap: Snapshot, who: Identity | None) -> list[str]:
+        """Raise the precise refusal, or return notes on what could not be checked."""
+        user = who.name if who else "this token's user"
+        page = failures.model_page(HUB_ENDPOINT if self.is_official() else self.endpoint, repo)
+        if (
+            snap.gated
+            and who is not None
+            and who.can_read_gated is False
+            and repo.split("/")[0] not in who.scoped
+            and repo not in who.scoped
+        ):
+            raise failures.gated_token_permission(repo, user)
+        try:
+            self._call(lambda: self.api.auth_check(repo, token=self._tok()))
+            return []
+        except GatedRepoError as exc:
+            raise self.gated(exc, repo, who) from None
+        except RepositoryNotFoundError:
+            # Some mirrors answer "not found" to auth-check for a repo whose info and files they serve
+            # (we just read its info): fall through to the HEAD probe below.
+            pass
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status == 401:
+                raise self.classify(exc, repo, snap.revision) from None
+            if status not in (404, 405, 501):
+                raise self.classify(exc, repo, snap.revision) from None
+        return self._probe_access(repo, snap, user, page)
+
+    def _probe_access(self, repo: str, snap: Snapshot, user: str, page: str) -> list[str]:
+        """No usable auth-check: a HEAD of the smallest file tells the same (gated refusals come on /resolve)."""
+        if not snap.files:
+            return [f"{self.endpoint} cannot check access and the repo lists no files"]
+        probe = min(snap.files, key=lambda f: f.size)
+        url = self.file_url(repo, snap.commit, probe.path)
+
+        def head() -> None:
+            r = get_session().head(url, headers=self.headers(), follow_redirects=False)
+            hf_raise_for_status(r)
+
+        try:
+            self._call(head)
+        except GatedRepoError as exc:
+            raise self.gated(exc, repo, None, user) from None
+        except HfHubHTTPError as exc:
+            raise self.classify(exc, repo, snap.revision) from None
+        return [f"{self.endpoint} has no access check; a request for {probe.path} was answered, so access looks fine"]
+
+    def gated(self, exc: HfHubHTTPError, repo: str, who: Identity | None, user: str = "") -> failures.AccessDenied:
+        headers = exc.response.headers if exc.response is not None else {}
+        status = exc.response.status_code if exc.response is not None else 0
+        return self.gated_from(status, headers, repo, who.name if who else (user or "this token's user"))
+
+    def gated_from(self, status: int, headers: Mapping[str, str], repo: str, user: str) -> failures.AccessDenied:
+        message = (headers.get("x-error-message") or "").lower()
+        page = failures.model_page(HUB_ENDPOINT if self.is_official() else self.endpoint, repo)
+        if not self.token or status == 401:
+            return failures.gated_no_token(repo, page)
+        if "awaiting" in message and "review" in message:
+            return failures.gated_pending(repo, user, page)
+        if "rejected" in message:
+            return failures.gated_rejected(repo, user, page)
+        if "fine-grained" in message or "gated repositories in your" in message:
+            return failures.gated_token_permission(repo, user)
+        return failures.gated_not_accepted(repo, user, page)
+
+    def classify(self, exc: HfHubHTTPError, repo: str, revision: str) -> failures.Failure:
+        """One huggingface_hub error → one project failure."""
+        status = exc.response.status_code if exc.response is not None else 0
+        headers: Mapping[str, str] = exc.response.headers if exc.response is not None else {}
+        return self.classify_status(status, headers, repo, revision, exc)
+
+    def classify_status(
+        self, status: int, headers: Mapping[str, str], repo: str, revision: str, exc: Any = None
+    ) -> failures.Failure:
+        code = headers.get("x-error-code") or ""
+        message = headers.get("x-error-message") or ""
+        if isinstance(exc, GatedRepoError) or code == "GatedRepo":
+            return self.gated_from(status, headers, repo, "this token's user")
+        if isinstance(exc, RevisionNotFoundError) or code == "RevisionNotFound":
+            return failures.revision_not_found(repo, revision)
+        if isinstance(exc, RemoteEntryNotFoundError) or code == "EntryNotFound":
+            return failures.revision_not_found(repo, revision)
+        if status == 401 and (message.startswith("Invalid credentials") or not code):
+            return failures.token_invalid(self.source, self.masked)
+        if isinstance(exc, RepositoryNotFoundError) or code == "RepoNotFound" or status == 404:
+            return failures.repo_not_found(repo, self.endpoint)
+        if status == 403:
+            return failures.gated_not_accepted(repo, "this token's user", failures.model_page(self.endpoint, repo))
+        return failures.hub_unreachable(self.endpoint, f"HTTP {status} from {_host(self.endpoint)}")
+
+    def is_official(self) -> bool:
+        return _host(self.endpoint) == "huggingface.co"
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _describe_transport(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "Connection refused" in text or "ConnectError" in type(exc).__name__:
+        return f"connection refused ({type(exc).__name__})"
+    if "timed out" in text.lower() or "Timeout" in type(exc).__name__:
+        return f"timed out ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def safe_repo_path(repo: str) -> str:
+    return quote(repo, safe="/")

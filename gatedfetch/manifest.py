@@ -1,0 +1,99 @@
+"""What is on disk: the commit, its files, their sizes and hashes, written after a verified download.
+
+The manifest lives at `<local_dir>/.gatedfetch/manifest.json`. A re-run trusts a file when its size
+and modification time still match what was recorded right after it was verified (re-hashing 3.6 GB
+would take seconds; this check takes milliseconds). Anything else is fetched or checked again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+WORK_DIR = ".gatedfetch"
+VERSION = 1
+
+
+@dataclass
+class FileEntry:
+    path: str
+    size: int
+    sha256: str
+    verified: bool
+    mtime_ns: int = 0
+
+
+@dataclass
+class Manifest:
+    model: str
+    revision: str
+    commit: str
+    endpoint: str
+    user: str = ""
+    files: list[FileEntry] = field(default_factory=list)
+    version: int = VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def work_dir(local_dir: Path) -> Path:
+    return local_dir / WORK_DIR
+
+
+def path_of(local_dir: Path) -> Path:
+    return work_dir(local_dir) / "manifest.json"
+
+
+def load(local_dir: Path) -> Manifest | None:
+    try:
+        raw = json.loads(path_of(local_dir).read_text(encoding="utf-8"))
+        if raw.get("version") != VERSION:
+            return None
+        files = [FileEntry(**f) for f in raw.pop("files", [])]
+        raw.pop("version", None)
+        return Manifest(**raw, files=files)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def save(local_dir: Path, manifest: Manifest) -> None:
+    """Atomic: a reader sees the old manifest or the new one, never half of one."""
+    target = path_of(local_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".manifest.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(manifest.to_json(), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def stamp(local_dir: Path, entry: FileEntry) -> FileEntry:
+    """Record the file's current modification time (call right after it was verified)."""
+    entry.mtime_ns = (local_dir / entry.path).stat().st_mtime_ns
+    return entry
+
+
+def intact(local_dir: Path, entry: FileEntry) -> bool:
+    try:
+        st = (local_dir / entry.path).stat()
+    except OSError:
+        return False
+    return st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
+
+
+def missing(local_dir: Path, manifest: Manifest | None, commit: str | None = None) -> list[str]:
+    """Paths that are not present as recorded; [] means the local copy is complete."""
+    if manifest is None:
+        return ["no manifest (never completed here)"]
+    if commit is not None and manifest.commit != commit:
+        return [f"the local copy is of commit {manifest.commit[:10]}, not {commit[:10]}"]
+    return [e.path for e in manifest.files if not intact(local_dir, e)]

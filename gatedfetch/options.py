@@ -1,0 +1,105 @@
+"""Flags and their meaning: the parser, the help text and the parsed options (no third-party imports,
+so `--help` works with any python3 before the project's venv exists)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from . import failures
+from .failures import EXIT_MEANINGS
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "fishaudio/openaudio-s1-mini"
+DEFAULT_LOCAL_DIR = PROJECT_DIR / "checkpoints" / "openaudio-s1-mini"
+HUB_ENDPOINT = "https://huggingface.co"
+
+ENVIRONMENT_HELP = """\
+environment:
+  HF_TOKEN               token (also the older HUGGING_FACE_HUB_TOKEN); wins over .env and the stored login
+  HF_HOME                huggingface_hub's home; the stored login is $HF_HOME/token
+  HF_TOKEN_PATH          the stored login's file, if elsewhere
+  HF_ENDPOINT            the hub or mirror to use (default https://huggingface.co)
+  HF_HUB_OFFLINE=1       no network: check the local copy against its manifest only
+  HF_HUB_DISABLE_XET=1   accepted; files always come over plain HTTPS here
+  PYTHON                 an interpreter to use instead of the project's .venv (setup.sh)
+  GATEDFETCH_DEBUG=1     show a traceback (tokens masked) on an unexpected error
+"""
+
+
+def _exit_help() -> str:
+    rows = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_MEANINGS.items())
+    return f"exit codes:\n{rows}\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise failures.usage(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="bash setup.sh",
+        description=(
+            "Validate a Hugging Face token, check access to the gated model and download it, "
+            "verifying every byte. The token is found in this order: --token-stdin, HF_TOKEN, "
+            "a .env file, the stored `hf auth login`."
+        ),
+        epilog=ENVIRONMENT_HELP + "\n" + _exit_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--local-dir", metavar="DIR", help="target folder (default: checkpoints/openaudio-s1-mini)")
+    p.add_argument("--model", metavar="REPO", default=DEFAULT_MODEL, help=f"model repo (default: {DEFAULT_MODEL})")
+    p.add_argument("--revision", metavar="REV", default="main", help="branch, tag or commit (default: main)")
+    p.add_argument("--env-file", metavar="PATH", help="the .env file to read HF_TOKEN from (default: .env here)")
+    p.add_argument("--token-stdin", action="store_true", help="read the token from standard input")
+    p.add_argument("--check", action="store_true", help="every step but the download; exit 0 if it would succeed")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout (text stays on stderr)")
+    p.add_argument("--quiet", action="store_true", help="print only errors")
+    p.add_argument(
+        "--allow-insecure-endpoint",
+        action="store_true",
+        help="allow a plain http:// HF_ENDPOINT that is not on this machine (the token would travel unencrypted)",
+    )
+    # Set by setup.sh when it pipes the token it found in the environment: names the source.
+    p.add_argument("--stdin-source", help=argparse.SUPPRESS)
+    return p
+
+
+@dataclass
+class Options:
+    local_dir: Path
+    model: str
+    revision: str
+    env_file: Path
+    token_stdin: bool
+    stdin_source: str
+    check: bool
+    json: bool
+    quiet: bool
+    allow_insecure: bool
+
+
+def parse(argv: list[str]) -> Options:
+    a = build_parser().parse_args(argv)
+    if a.model.count("/") != 1 or not all(a.model.split("/")):
+        raise failures.usage(f"--model {a.model!r} is not of the form owner/name")
+    if not a.revision.strip():
+        raise failures.usage("--revision must not be empty")
+    env_file = Path(a.env_file) if a.env_file else PROJECT_DIR / ".env"
+    if a.env_file and not env_file.is_file():
+        raise failures.usage(f"--env-file {a.env_file}: no such file")
+    return Options(
+        local_dir=Path(a.local_dir).expanduser() if a.local_dir else DEFAULT_LOCAL_DIR,
+        model=a.model,
+        revision=a.revision,
+        env_file=env_file,
+        token_stdin=a.token_stdin or bool(a.stdin_source),
+        stdin_source=a.stdin_source or "standard input (--token-stdin)",
+        check=a.check,
+        json=a.json,
+        quiet=a.quiet,
+        allow_insecure=a.allow_insecure_endpoint,
+    )

@@ -1,0 +1,52 @@
+"""Human lines on stderr, the JSON document on stdout. The only module that writes to the terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from .failures import Failure
+
+
+class Reporter:
+    def __init__(self, *, quiet: bool = False, json_mode: bool = False, err: TextIO | None = None) -> None:
+        self.quiet = quiet
+        self.json_mode = json_mode
+        self.err = err or sys.stderr
+        self.colour = self.err.isatty() and not os.environ.get("NO_COLOR")
+        self.doc: dict[str, Any] = {"status": "error", "exit_code": 1}
+        self.warnings: list[str] = []
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.colour else text
+
+    def info(self, line: str) -> None:
+        if not self.quiet:
+            print(line, file=self.err, flush=True)
+
+    def warn(self, line: str) -> None:
+        self.warnings.append(line)
+        if not self.quiet:
+            print(f"{self._paint('33', 'warning:')} {line}", file=self.err, flush=True)
+
+    def failure(self, f: Failure) -> None:
+        print(f"{self._paint('31', 'error:')} {f.message}", file=self.err, flush=True)
+        if f.fix:
+            print(f"{self._paint('36', 'fix:')} {f.fix}", file=self.err, flush=True)
+        self.doc["error"] = f.as_dict()
+
+    def set(self, **fields: Any) -> None:
+        self.doc.update(fields)
+
+    def finish(self, exit_code: int) -> int:
+        self.doc["exit_code"] = exit_code
+        self.doc["status"] = self.doc.get("status_ok", "ready") if exit_code == 0 else "error"
+        self.doc.pop("status_ok", None)
+        self.doc["warnings"] = self.warnings
+        if self.json_mode:
+            json.dump(self.doc, sys.stdout, indent=2, sort_keys=False)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        return exit_code
