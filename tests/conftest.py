@@ -1,0 +1,149 @@
+"""Fixtures: a local test Hub, a fresh copy of the project and a fresh HOME per test, and a runner
+that calls `bash setup.sh` as a user would (subprocess, no TTY, real huggingface_hub client)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hub import TOKENS, TestHub, default_world
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODEL = "fishaudio/openaudio-s1-mini"
+PROJECT_FILES = ("setup.sh", "auth_helper.py", "requirements.txt", ".env.example", "gatedfetch", "tests/hub.py")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+    def json(self) -> dict[str, Any]:
+        doc = json.loads(self.out)
+        assert isinstance(doc, dict)
+        return doc
+
+
+@pytest.fixture(scope="session")
+def hub_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hubdata")
+
+
+@pytest.fixture
+def hub(hub_data: Path) -> Iterator[TestHub]:
+    with TestHub(default_world(data_dir=hub_data, big_size=3 * 1024 * 1024)) as h:
+        yield h
+
+
+def copy_project(dest: Path) -> Path:
+    for name in PROJECT_FILES:
+        src = REPO_ROOT / name
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, target)
+    return dest
+
+
+@dataclass
+class Env:
+    project: Path
+    home: Path
+    hub: TestHub
+    out_dir: Path
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / ".cache" / "huggingface" / "token"
+
+    def store_login(self, token: str) -> Path:
+        self.token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.token_file.write_text(token)
+        self.token_file.chmod(0o600)
+        return self.token_file
+
+    def write_env(self, text: str, name: str = ".env") -> Path:
+        path = self.project / name
+        path.write_text(text)
+        path.chmod(0o600)
+        return path
+
+    def base_environ(self) -> dict[str, str]:
+        keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT") if k in os.environ}
+        keep.update(
+            HOME=str(self.home),
+            HF_ENDPOINT=self.hub.url,
+            PYTHON=sys.executable,
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_XET="1",
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        return keep
+
+    def run(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        local_dir: bool = True,
+        timeout: float = 120,
+        drop: tuple[str, ...] = (),
+    ) -> Result:
+        environ = self.base_environ()
+        environ.update(env or {})
+        for k in drop:
+            environ.pop(k, None)
+        argv = ["bash", str(self.project / "setup.sh"), *args]
+        if local_dir and "--local-dir" not in args:
+            argv += ["--local-dir", str(self.out_dir)]
+        proc = subprocess.run(
+            argv,
+            cwd=self.project,
+            env=environ,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
+
+
+@pytest.fixture
+def env(tmp_path: Path, hub: TestHub) -> Env:
+    project = copy_project(tmp_path / "project")
+    home = tmp_path / "home"
+    home.mkdir()
+    return Env(project=project, home=home, hub=hub, out_dir=tmp_path / "out")
+
+
+@pytest.fixture
+def tokens() -> dict[str, str]:
+    return dict(TOKENS)
+
+
+def hub_content(hub: TestHub, revision: str = "main") -> dict[str, bytes]:
+    return {p: f.data_path.read_bytes() for p, f in hub.repo(MODEL).files(revision).items()}
+
+
+def assert_no_secret(secret: str, *texts: str) -> None:
+    """The whole token and any 10 consecutive characters of it are absent."""
+    for text in texts:
+        assert secret not in text
+        for i in range(len(secret) - 9):
+            assert secret[i : i + 10] not in text, f"a 10-character piece of the token leaked: {secret[i:i + 10]!r}"
