@@ -130,7 +130,7 @@ def no_token(env_file: str, no_tty: bool = True) -> NoToken:
     )
     why = "no Hugging Face token found (looked at --token-stdin, HF_TOKEN, " + env_file + ", the stored login)"
     if no_tty:
-        why += "; no terminal, so not prompting"
+        why += "; not interactive (no terminal, or CI is set), so not prompting"
     return NoToken(why, how)
 
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import failures, manifest, tokens
+from . import failures, manifest, prompt, tokens
 from .hub import Hub, Identity, RepoFile, Snapshot, install_timeouts
 from .options import Options
 from .progress import make_progress
@@ -43,7 +43,15 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
     for w in res.warnings:
         rep.warn(w)
     if res.found is None:
-        raise failures.no_token(str(opts.env_file), no_tty=not sys.stdin.isatty())
+        if not prompt.can_prompt():
+            raise failures.no_token(str(opts.env_file), no_tty=True)
+        warnings: list[str] = []
+        typed = tokens.clean(prompt.ask_token(), "the token you typed", warnings)
+        for w in warnings:
+            rep.warn(w)
+        if not typed:
+            raise failures.no_token(str(opts.env_file), no_tty=False)
+        res.found = tokens.Found(token=typed, source="the token you typed", kind="prompt")
     if res.found.kind == "dotenv":
         for w in tokens.env_file_warnings(opts.env_file):
             rep.warn(w)
@@ -67,6 +75,8 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
             return 0
     who = hub.whoami(_switch_hint(found))
     _report_identity(who, rep, hub)
+    if found.kind == "prompt" and prompt.ask_yes("Save this token as your stored login (like `hf auth login`)?"):
+        rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
     snap = hub.snapshot(opts.model, opts.revision)
     for note in snap.notes:
         rep.warn(note)
