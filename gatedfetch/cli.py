@@ -17,6 +17,7 @@ from .failures import DEBUG_VARIABLE, Failure
 from .options import HUB_ENDPOINT, Options, parse
 from .report import Reporter
 
+
 def check_endpoint(endpoint: str, allow_insecure: bool, rep: Reporter) -> None:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -72,18 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         return rep.finish(run(opts, rep))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
-    except Failure as f:
-        rep.failure(f)
-        return rep.finish(f.exit_code)
+    except Failure as failure:
+        rep.failure(failure)
+        return rep.finish(failure.exit_code)
     except KeyboardInterrupt:
         print("\ninterrupted: run `bash setup.sh` again to resume where it stopped", file=sys.stderr)
         return 130
     except Exception as exc:  # the last resort: a bug, never a traceback unless asked
-        f = failures.unexpected(exc)
+        bug = failures.unexpected(exc)
         if os.environ.get(DEBUG_VARIABLE):
             from .tokens import TOKEN_SHAPE, mask
 
             text = "".join(traceback.format_exception(exc))
             print(TOKEN_SHAPE.sub(lambda m: mask(m.group(0)), text), file=sys.stderr)
-        rep.failure(f)
-        return rep.finish(f.exit_code)
+        rep.failure(bug)
+        return rep.finish(bug.exit_code)

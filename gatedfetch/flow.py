@@ -187,8 +187,7 @@ def _transfer(
         )
     if not remote:
         return []
-    mode = "quiet" if opts.quiet else ("tty" if sys.stderr.isatty() else "lines")
-    progress = make_progress(mode)
+    progress = make_progress("quiet" if opts.quiet else ("tty" if sys.stderr.isatty() else "lines"))
     try:
         results = fetch_all(
             remote,
