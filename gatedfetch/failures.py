@@ -284,6 +284,14 @@ def size_mismatch(path: str, expected: int, got: int) -> IntegrityFailure:
     )
 
 
+def unsafe_path(path: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"the repository lists an unsafe file path {path!r}; refusing to write outside the folder",
+        "check --model and the endpoint (HF_ENDPOINT); a mirror may be serving a tampered listing",
+        file=path,
+    )
+
+
 # --- 9: local disk --------------------------------------------------------------------------
 
 
