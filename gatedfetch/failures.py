@@ -175,8 +175,9 @@ def token_invalid(source: str, masked: str, switch_hint: str = "") -> TokenRejec
 # --- 5: gated access ------------------------------------------------------------------------
 
 
-def model_page(endpoint: str, repo: str) -> str:
-    return f"{endpoint.rstrip('/')}/{repo}"
+def model_page(repo: str) -> str:
+    """Licences are accepted on huggingface.co itself, also by users who download through a mirror."""
+    return f"https://huggingface.co/{repo}"
 
 
 def gated_not_accepted(repo: str, user: str, page: str) -> AccessDenied:

@@ -35,11 +35,12 @@ def read_stdin_token() -> str:
 def find_token(opts: Options, rep: Reporter) -> tokens.Found:
     stdin_value = read_stdin_token() if opts.token_stdin else None
     if opts.token_stdin and not (stdin_value or "").strip():
-        if not opts.stdin_source.startswith("standard input"):
+        if not opts.stdin_source.startswith("standard input"):  # setup.sh piped an empty value
             stdin_value = None  # setup.sh piped nothing: fall through to the other sources
         else:
             raise failures.empty_stdin()
-    res = tokens.resolve(stdin_value, opts.stdin_source, os.environ, opts.env_file)
+    piped_env = not opts.stdin_source.startswith("standard input")
+    res = tokens.resolve(stdin_value, opts.stdin_source, os.environ, opts.env_file, "env" if piped_env else "stdin")
     for w in res.warnings:
         rep.warn(w)
     if res.found is None:

@@ -198,7 +198,7 @@ class Hub:
     def check_access(self, repo: str, snap: Snapshot, who: Identity | None) -> list[str]:
         """Raise the precise refusal, or return notes on what could not be checked."""
         user = who.name if who else "this token's user"
-        page = failures.model_page(HUB_ENDPOINT if self.is_official() else self.endpoint, repo)
+        page = failures.model_page(repo)
         if (
             snap.gated
             and who is not None
@@ -250,7 +250,7 @@ class Hub:
 
     def gated_from(self, status: int, headers: Mapping[str, str], repo: str, user: str) -> failures.AccessDenied:
         message = (headers.get("x-error-message") or "").lower()
-        page = failures.model_page(HUB_ENDPOINT if self.is_official() else self.endpoint, repo)
+        page = failures.model_page(repo)
         if not self.token or status == 401:
             return failures.gated_no_token(repo, page)
         if "awaiting" in message and "review" in message:
@@ -283,7 +283,7 @@ class Hub:
         if isinstance(exc, RepositoryNotFoundError) or code == "RepoNotFound" or status == 404:
             return failures.repo_not_found(repo, self.endpoint)
         if status == 403:
-            return failures.gated_not_accepted(repo, "this token's user", failures.model_page(self.endpoint, repo))
+            return failures.gated_not_accepted(repo, "this token's user", failures.model_page(repo))
         return failures.hub_unreachable(self.endpoint, f"HTTP {status} from {_host(self.endpoint)}")
 
     def is_official(self) -> bool:

@@ -190,6 +190,7 @@ def resolve(
     stdin_source: str,
     environ: Mapping[str, str],
     env_file: Path,
+    stdin_kind: str = "stdin",
 ) -> Resolution:
     """Walk the chain; return the first non-empty token (cleaned) and every warning met on the way.
 
@@ -198,7 +199,8 @@ def resolve(
     res = Resolution(found=None)
     candidates: list[tuple[str, str, str | None]] = []
     if stdin_value is not None:
-        candidates.append(("stdin", stdin_source, stdin_value))
+        # setup.sh pipes a token it found in the environment: that is still the "env" source.
+        candidates.append((stdin_kind, stdin_source, stdin_value))
     for var in ENV_VARS:
         if environ.get(var):
             candidates.append(("env", f"{var} from the environment", environ[var]))
@@ -216,7 +218,7 @@ def resolve(
                 res.found = Found(token=token, source=source, kind=kind)
             continue
         other = (raw or "").strip(" \t\r\n")
-        if other and other != res.found.token and not (kind == "env" and res.found.kind == "stdin"):
+        if other and other != res.found.token and not (kind == "env" and res.found.kind in ("stdin", "env")):
             res.warnings.append(_shadow_note(res.found, kind, source))
     return res
 

@@ -35,9 +35,15 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 MODEL = "fishaudio/openaudio-s1-mini"
 
 
-def _token(marker: str) -> str:
-    body = ("Canary" + marker + "Q7z" * 12)[:34]
-    return "hf_" + body
+def _token(name: str) -> str:
+    """A fake canary token: hf_ + 34 letters/digits, derived from a hash so no piece of it is in this source."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    digest = int.from_bytes(hashlib.sha256(name.encode()).digest(), "big")
+    body = ""
+    while len(body) < 25:
+        digest, i = divmod(digest, len(alphabet))
+        body += alphabet[i]
+    return "hf_Canary" + body
 
 
 TOKENS: dict[str, str] = {
@@ -356,7 +362,11 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("content-length") or 0)
             self.body_in = self.rfile.read(length) if length else b""
         try:
-            fault = self.hub.take_fault(self.server_name, method, urlsplit(self.path).path)
+            match_path = urlsplit(self.path).path
+            if self.server_name == "cdn":  # CDN paths carry the hash: let faults name the file too
+                spec = self._cdn_spec()
+                match_path += f" {spec.path}" if spec else ""
+            fault = self.hub.take_fault(self.server_name, method, match_path)
             if fault is not None and fault.status is not None:
                 headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 raise _Refusal(fault.status, headers, f"injected {fault.status}")
@@ -619,15 +629,20 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         self._serve_file(method, spec, headers, fault)
 
-    def _cdn(self, method: str, fault: Fault | None) -> None:
-        parts = urlsplit(self.path)
-        sha = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    def _cdn_spec(self) -> FileSpec | None:
+        sha = urlsplit(self.path).path.rstrip("/").rsplit("/", 1)[-1]
         for repo in self.hub.world.repos.values():
             for files in repo.commits.values():
                 for spec in files.values():
-                    if spec.sha256 == sha:
-                        return self._serve_file(method, spec, {"ETag": f'"{sha}"', "Accept-Ranges": "bytes"}, fault)
-        raise _Refusal(404, {}, "NoSuchKey")
+                    if spec.lfs and spec.sha256 == sha:
+                        return spec
+        return None
+
+    def _cdn(self, method: str, fault: Fault | None) -> None:
+        spec = self._cdn_spec()
+        if spec is None:
+            raise _Refusal(404, {}, "NoSuchKey")
+        self._serve_file(method, spec, {"ETag": f'"{spec.sha256}"', "Accept-Ranges": "bytes"}, fault)
 
     def _serve_file(self, method: str, spec: FileSpec, headers: dict[str, str], fault: Fault | None) -> None:
         settings = self.hub.settings
