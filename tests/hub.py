@@ -40,7 +40,7 @@ def _token(name: str) -> str:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
     digest = int.from_bytes(hashlib.sha256(name.encode()).digest(), "big")
     body = ""
-    while len(body) < 25:
+    while len(body) < 28:
         digest, i = divmod(digest, len(alphabet))
         body += alphabet[i]
     return "hf_Canary" + body
