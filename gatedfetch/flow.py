@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from . import failures, manifest, prompt, tokens
@@ -99,11 +100,11 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
             else f"check: a download of {len(todo)} file(s), {total / 1e6:.1f} MB, would succeed"
         )
         return 0
-    entries = kept + _transfer(opts, rep, hub, snap, todo)
-    entries.sort(key=lambda e: e.path)
+    fetched, traffic = _transfer(opts, rep, hub, snap, todo)
+    entries = sorted(kept + fetched, key=lambda e: e.path)
     m = manifest.Manifest(opts.model, opts.revision, snap.commit, endpoint, user, entries)
     manifest.save(opts.local_dir, m)
-    rep.set(files=[_file_doc(e) for e in entries])
+    rep.set(files=[dict(_file_doc(e), **traffic.get(e.path, {"fetched_bytes": 0, "resumed_from": 0})) for e in entries])
     size = sum(e.size for e in entries)
     rep.info(
         f"ready: {len(entries)} files, {size / 1e6:.1f} MB, {opts.model}@{snap.commit[:10]} "
@@ -162,9 +163,8 @@ def _check_disk(local_dir: Path, todo: list[RepoFile], snap: Snapshot) -> None:
     try:
         local_dir.mkdir(parents=True, exist_ok=True)
         work.mkdir(parents=True, exist_ok=True)
-        probe = work / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=work, prefix=".write-test-"):
+            pass  # unique name: concurrent runs on one folder must not trip over each other
     except OSError as exc:
         raise failures.not_writable(str(local_dir), exc.strerror or str(exc)) from None
     free = shutil.disk_usage(local_dir).free
@@ -174,7 +174,8 @@ def _check_disk(local_dir: Path, todo: list[RepoFile], snap: Snapshot) -> None:
 
 def _transfer(
     opts: Options, rep: Reporter, hub: Hub, snap: Snapshot, todo: list[RepoFile]
-) -> list[manifest.FileEntry]:
+) -> tuple[list[manifest.FileEntry], dict[str, dict[str, int]]]:
+    """Fetch and verify; return the manifest entries and, per file, the bytes fetched and reused."""
     remote = []
     for f in todo:
         remote.append(
@@ -187,7 +188,7 @@ def _transfer(
             )
         )
     if not remote:
-        return []
+        return [], {}
     progress = make_progress("quiet" if opts.quiet else ("tty" if sys.stderr.isatty() else "lines"))
     try:
         results = fetch_all(
@@ -203,13 +204,14 @@ def _transfer(
     finally:
         progress.close()
     entries = []
+    traffic = {r.path: {"fetched_bytes": r.fetched_bytes, "resumed_from": r.resumed_from} for r in results}
     for r in results:
         entries.append(manifest.stamp(opts.local_dir, manifest.FileEntry(r.path, r.size, r.sha256, r.verified)))
         if r.resumed_from:
             rep.info(f"{r.path}: resumed from {r.resumed_from / 1e6:.1f} MB")
         if not r.verified:
             rep.warn(f"{r.path}: the hub gave no hash for it; size checked, content not verified")
-    return entries
+    return entries, traffic
 
 
 def _file_doc(e: manifest.FileEntry) -> dict[str, object]:

@@ -78,8 +78,9 @@ class LinesProgress(Progress):
     """Whole lines for logs without a TTY (CI): never a carriage return, at most one line per
     file every ~10 % or ~10 s, plus a start and an end line."""
 
-    def __init__(self, stream: TextIO, clock: Any = time.monotonic) -> None:
+    def __init__(self, stream: TextIO, clock: Any = time.monotonic, quiet_below: int = 1_000_000) -> None:
         self._stream = stream
+        self._quiet_below = quiet_below  # small files (config, README…) would only add noise to a log
         self._clock = clock
         self._lock = threading.Lock()
         self._files: dict[str, _FileState] = {}
@@ -104,6 +105,8 @@ class LinesProgress(Progress):
         return text
 
     def start_file(self, path: str, total: int, already: int) -> None:
+        if total < self._quiet_below:
+            return  # never registered: advance and end_file ignore it
         with self._lock:
             now = self._clock()
             step = (100 * already // total) // LINE_STEP_PERCENT if total else 0
@@ -156,7 +159,7 @@ class TtyProgress(Progress):
     """One tqdm bar per file in flight, plus an overall bar that stays on screen."""
 
     def __init__(self, stream: TextIO) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # ships with huggingface_hub
+        from tqdm.auto import tqdm  # ships with huggingface_hub
 
         self._tqdm = tqdm
         self._stream = stream

@@ -56,6 +56,8 @@ from .progress import Progress
 # written, one spare so neither side waits on the other. 4 workers x 3 x 8 MiB = 96 MiB at most.
 BUFFER_SIZE = 8 << 20
 BUFFERS = 3
+READ_SLICE = 256 << 10  # one read call; a buffer is handed to the writer when full ...
+HANDOFF_SECONDS = 0.25  # ... or when this long has passed since it started filling
 MAX_REDIRECTS = 5
 BACKOFF_BASE = 0.5  # seconds before the 2nd attempt; doubles each time ...
 BACKOFF_CAP = 8.0  # ... up to this
@@ -250,7 +252,20 @@ class _StdlibResponse:
         self.headers = _Headers(resp.getheaders())
 
     def readinto(self, buf: bytearray) -> int:
-        return self._resp.readinto(buf)
+        # http.client's readinto blocks until the whole buffer is full: on a slow link an 8 MiB
+        # buffer would keep seconds of data in memory (lost on a kill, invisible to progress).
+        # Read in slices and hand the buffer over once a fraction of a second has passed.
+        view = memoryview(buf)
+        filled = 0
+        started = time.monotonic()
+        while filled < len(view):
+            n = self._resp.readinto(view[filled : filled + READ_SLICE])
+            if not n:
+                break
+            filled += n
+            if time.monotonic() - started >= HANDOFF_SECONDS:
+                break
+        return filled
 
     def abort(self) -> None:
         if self._sock is not None:

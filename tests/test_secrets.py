@@ -201,3 +201,15 @@ def test_stored_token_readable_by_others_is_warned(env: Env, tokens: dict[str, s
     assert r.code == 0
     assert f"chmod 600 {path}" in r.err
     assert stat.S_IMODE(path.stat().st_mode) == 0o644, "the user's file is reported, not silently changed"
+
+
+def test_the_process_witness_sees_a_leak_when_there_is_one(tokens: dict[str, str]) -> None:
+    """The watcher above must be able to fail: a child with the token in argv and env is caught."""
+    import subprocess
+
+    token = tokens["invalid"]
+    with ProcWatch() as watch:
+        subprocess.run(["sh", "-c", f"sleep 0.3 # {token}"], env={"LEAK": token, "PATH": os.environ["PATH"]},
+                       check=True)
+    assert any(token.encode() in argv for argv in watch.argv)
+    assert any(token.encode() in environ for environ in watch.environ.values())
