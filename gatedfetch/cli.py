@@ -59,9 +59,16 @@ def run(opts: Options, rep: Reporter) -> int:
         commit=None,
         files=[],
     )
+    if opts.demo:
+        from . import demo
+
+        rep.json_mode = False  # the demo's own run prints the document
+        return demo.run(opts, rep)
     if constants.HF_HUB_OFFLINE:
         return flow.offline(opts, rep)
     check_endpoint(endpoint, opts.allow_insecure, rep)
+    if opts.prepare:
+        return flow.prepare(opts, rep, endpoint)
     return flow.online(opts, rep, endpoint)
 
 

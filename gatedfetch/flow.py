@@ -62,6 +62,36 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
     return res.found
 
 
+def prepare(opts: Options, rep: Reporter, endpoint: str) -> int:
+    """First boot of a machine (a Brev Launchable's setup script): no input, no token needed.
+
+    The Python environment exists (setup.sh built it); check the hub and the disk with an anonymous
+    request (gated repos still answer their file list), then go on if a token is already there.
+    """
+    install_timeouts()
+    snap = Hub(endpoint, None).snapshot(opts.model, opts.revision)
+    previous = manifest.load(opts.local_dir)
+    todo, _ = _plan(opts.local_dir, previous, snap)
+    _check_disk(opts.local_dir, todo, snap)
+    total = sum(f.size for f in snap.files)
+    rep.info(f"prepare: Python ready; {endpoint} reachable; {opts.model} needs {total / 1e9:.2f} GB, disk has room")
+    res = tokens.resolve(None, "", os.environ, opts.env_file)
+    if res.found is None:
+        rep.set(status_ok="needs_token")
+        rep.info("prepare: no token on this machine yet. Next steps, after you log in:")
+        rep.info("  1. hf auth login        (paste a read token from https://huggingface.co/settings/tokens)")
+        rep.info(f"  2. bash {options_setup_path()}")
+        return 0
+    rep.info("prepare: a token is available: continuing with the full setup")
+    return online(opts, rep, endpoint)
+
+
+def options_setup_path() -> str:
+    from .options import PROJECT_DIR
+
+    return str(PROJECT_DIR / "setup.sh")
+
+
 def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     found = find_token(opts, rep)
     install_timeouts()

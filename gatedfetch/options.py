@@ -63,9 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a plain http:// HF_ENDPOINT that is not on this machine (the token would travel unencrypted)",
     )
+    p.add_argument(
+        "--prepare",
+        action="store_true",
+        help="for a machine's first boot (Brev Launchable): build the environment, check what needs no token "
+        "(hub reachable, disk space); go on to the full setup if a token is there, else print the next steps; "
+        "never asks for input",
+    )
+    p.add_argument(
+        "--demo",
+        nargs="?",
+        const="granted",
+        choices=DEMO_SCENARIOS,
+        metavar="SCENARIO",
+        help="try the whole flow with no token and no network, against the project's own local test hub, "
+        f"into a temporary folder; SCENARIO: {', '.join(DEMO_SCENARIOS)} (default: granted)",
+    )
     # Set by setup.sh when it pipes the token it found in the environment: names the source.
     p.add_argument("--stdin-source", help=argparse.SUPPRESS)
     return p
+
+
+DEMO_SCENARIOS = ("granted", "pending", "not-accepted", "rejected", "invalid-token", "fine-grained")
 
 
 @dataclass
@@ -80,6 +99,8 @@ class Options:
     json: bool
     quiet: bool
     allow_insecure: bool
+    prepare: bool = False
+    demo: str | None = None
 
 
 def parse(argv: list[str]) -> Options:
@@ -102,4 +123,6 @@ def parse(argv: list[str]) -> Options:
         json=a.json,
         quiet=a.quiet,
         allow_insecure=a.allow_insecure_endpoint,
+        prepare=a.prepare,
+        demo=a.demo,
     )
