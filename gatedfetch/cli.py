@@ -89,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last resort: a bug, never a traceback unless asked
         bug = failures.unexpected(exc)
         if os.environ.get(DEBUG_VARIABLE):
-            from .tokens import TOKEN_SHAPE, mask
+            from .tokens import redact
 
-            text = "".join(traceback.format_exception(exc))
-            print(TOKEN_SHAPE.sub(lambda m: mask(m.group(0)), text), file=sys.stderr)
+            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr)
         rep.failure(bug)
         return rep.finish(bug.exit_code)

@@ -53,6 +53,7 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
             rep.warn(w)
         if not typed:
             raise failures.no_token(str(opts.env_file), no_tty=False)
+        tokens.SEEN.append(typed)
         res.found = tokens.Found(token=typed, source="the token you typed", kind="prompt")
     if res.found.kind == "dotenv":
         for w in tokens.env_file_warnings(opts.env_file):

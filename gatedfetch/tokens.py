@@ -44,6 +44,16 @@ class Resolution:
     warnings: list[str] = field(default_factory=list)
 
 
+# Every token this process found, so a debug traceback can mask them whatever their shape.
+SEEN: list[str] = []
+
+
+def redact(text: str) -> str:
+    for secret in SEEN:
+        text = text.replace(secret, mask(secret))
+    return TOKEN_SHAPE.sub(lambda m: mask(m.group(0)), text)
+
+
 def mask(token: str) -> str:
     """`hf_****abcd`: the prefix and the last four characters, never more."""
     if len(token) < 12:
@@ -215,6 +225,7 @@ def resolve(
                 continue
             token = clean(raw, source, res.warnings)
             if token:
+                SEEN.append(token)
                 res.found = Found(token=token, source=source, kind=kind)
             continue
         other = (raw or "").strip(" \t\r\n")

@@ -19,6 +19,9 @@ One file, one `fetch_file` call:
   bounded exponential backoff, each retry resuming from the bytes on disk.
 * **Steady disk writes**: a background fdatasync every 64 MiB keeps dirty pages few (see _Flusher).
 * **Lock-safe**: a per-content `filelock.FileLock` serialises processes and threads on one partial.
+* **Plain HTTP(S) `/resolve` only, never Xet.** huggingface_hub's Xet path runs only when a server
+  advertises Xet and then checks no hash either; the Hub serves every file over `/resolve` (a redirect
+  to its CDN, with Range), so that is the one path here, whatever HF_HUB_DISABLE_XET says.
 * **The token stays with the Hub**: `Authorization` goes only to the origin of the resolve URL, never
   to the CDN it redirects to; no header value ever reaches a message, a log or an exception.
 """
