@@ -213,3 +213,33 @@ def test_the_process_witness_sees_a_leak_when_there_is_one(tokens: dict[str, str
                        check=True)
     assert any(token.encode() in argv for argv in watch.argv)
     assert any(token.encode() in environ for environ in watch.environ.values())
+
+
+def _boom_site(tmp_path: Path) -> Path:
+    """A sitecustomize that makes whoami raise an unexpected error carrying the token."""
+    site = tmp_path / "boom"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import huggingface_hub\n"
+        "def whoami(self, token=None, **kw):\n"
+        "    raise RuntimeError('boom with ' + str(token))\n"
+        "huggingface_hub.HfApi.whoami = whoami\n"
+    )
+    return site
+
+
+def test_unexpected_error_has_no_traceback_and_names_the_debug_variable(
+    env: Env, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    r = env.run(env={"HF_TOKEN": tokens["accepted_read"], "PYTHONPATH": str(_boom_site(tmp_path))})
+    assert r.code == 1
+    assert "Traceback" not in r.text and "GATEDFETCH_DEBUG=1" in r.err
+    assert_no_secret(tokens["accepted_read"], r.text)
+
+
+def test_debug_traceback_masks_the_token(env: Env, tokens: dict[str, str], tmp_path: Path) -> None:
+    site = _boom_site(tmp_path)
+    r = env.run(env={"HF_TOKEN": tokens["accepted_read"], "PYTHONPATH": str(site), "GATEDFETCH_DEBUG": "1"})
+    assert r.code == 1
+    assert "Traceback" in r.err and "boom with hf_****" in r.err
+    assert_no_secret(tokens["accepted_read"], r.text)

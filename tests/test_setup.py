@@ -430,3 +430,18 @@ def test_written_files_hold_no_token(env: Env, tokens: dict[str, str], tmp_path:
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert_no_secret(tokens["accepted_read"], path.read_bytes().decode("latin-1"))
+
+
+def test_check_reports_a_complete_local_copy(env: Env, tokens: dict[str, str]) -> None:
+    assert env.run(env={"HF_TOKEN": tokens["accepted_read"]}).code == 0
+    r = env.run("--check", "--json", env={"HF_TOKEN": tokens["accepted_read"]})
+    assert r.code == 0, r.err
+    assert "the local copy is complete" in r.err
+    assert r.json()["local_complete"] is True
+
+
+def test_allow_insecure_endpoint_lets_plain_http_through(env: Env) -> None:
+    # No token, so nothing is sent anywhere: the run gets past the endpoint check and stops at exit 3.
+    r = env.run("--allow-insecure-endpoint", env={"HF_ENDPOINT": "http://mirror.example.com"})
+    assert r.code == 3, r.err
+    assert "the token is sent to mirror.example.com" in r.err
