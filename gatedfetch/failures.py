@@ -124,9 +124,10 @@ def usage(problem: str) -> UsageError:
 
 def no_token(env_file: str, no_tty: bool = True) -> NoToken:
     how = (
-        "one of: `hf auth login` (older installs: `huggingface-cli login`), then `bash setup.sh`; "
-        "or `export HF_TOKEN=hf_...` (a read token from " + TOKENS_PAGE + "); "
-        f"or `cp .env.example {env_file}` and put HF_TOKEN=hf_... in it (`chmod 600 {env_file}`)"
+        "do one of these, then run `bash setup.sh` again:\n"
+        "  hf auth login                (paste a read token; older installs: huggingface-cli login)\n"
+        f"  export HF_TOKEN=hf_...       (a read token from {TOKENS_PAGE})\n"
+        f"  cp .env.example {env_file}   (then put HF_TOKEN=hf_... in it and `chmod 600 {env_file}`)"
     )
     why = "no Hugging Face token found (looked at --token-stdin, HF_TOKEN, " + env_file + ", the stored login)"
     if no_tty:

@@ -34,7 +34,8 @@ class Reporter:
     def failure(self, f: Failure) -> None:
         print(f"{self._paint('31', 'error:')} {f.message}", file=self.err, flush=True)
         if f.fix:
-            print(f"{self._paint('36', 'fix:')} {f.fix}", file=self.err, flush=True)
+            fix = f.fix.replace("\n", "\n     ")  # continuation lines line up under the first
+            print(f"{self._paint('36', 'fix:')} {fix}", file=self.err, flush=True)
         self.doc["error"] = f.as_dict()
 
     def set(self, **fields: Any) -> None:
