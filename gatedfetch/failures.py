@@ -115,8 +115,16 @@ def unexpected(exc: BaseException) -> Unexpected:
 # --- 2: usage -------------------------------------------------------------------------------
 
 
-def usage(problem: str) -> UsageError:
-    return UsageError(problem, "run `bash setup.sh --help` for every flag")
+def usage(problem: str, fix: str = "run `bash setup.sh --help` for every flag") -> UsageError:
+    return UsageError(problem, fix)
+
+
+def missing_module(python: str, module: str | None, requirements: str) -> Unexpected:
+    return Unexpected(
+        f"{python} lacks the module {module}",
+        f"run with the project's .venv/bin/python (`bash setup.sh --check` builds it), "
+        f"or `{python} -m pip install -r {requirements}`",
+    )
 
 
 # --- 3: no token ----------------------------------------------------------------------------
@@ -221,6 +229,15 @@ def gated_no_token(repo: str, page: str) -> AccessDenied:
     )
 
 
+def jobs_refused(namespace: str, status: int, said: str) -> AccessDenied:
+    return AccessDenied(
+        f"the Jobs API refused to start a Job in {namespace} (HTTP {status}: {said})",
+        "Jobs need an account with Jobs enabled (a PRO account, or an organisation with credits) and a "
+        "token that may start Jobs (a write token, or a fine-grained one with the Jobs permission): " + TOKENS_PAGE,
+        reason="jobs",
+    )
+
+
 # --- 6: not found ---------------------------------------------------------------------------
 
 
@@ -253,6 +270,13 @@ def hub_unreachable(endpoint: str, cause: str) -> HubUnreachable:
         f"cannot reach the hub at {endpoint}: {cause}",
         "check the network (and HF_ENDPOINT, proxy variables), then run `bash setup.sh` again; "
         "a partial download resumes where it stopped",
+    )
+
+
+def jobs_unreachable(endpoint: str, namespace: str, cause: str) -> HubUnreachable:
+    return HubUnreachable(
+        f"the Jobs API at {endpoint} {cause}",
+        f"check `hf jobs ps --namespace {namespace}` first (the Job may have started), then run this again",
     )
 
 

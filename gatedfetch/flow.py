@@ -106,7 +106,7 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
             rep.set(commit=snap.commit, user=previous.user or None, files=[_file_doc(e) for e in previous.files])
             rep.info(f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir}")
             return 0
-    who = hub.whoami(_switch_hint(found))
+    who = hub.whoami(switch_hint(found))
     _report_identity(who, rep, hub)
     if found.kind == "prompt" and prompt.ask_yes("Save this token as your stored login (like `hf auth login`)?"):
         rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
@@ -144,7 +144,7 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     return 0
 
 
-def _switch_hint(found: tokens.Found) -> str:
+def switch_hint(found: tokens.Found) -> str:
     if found.kind == "env":
         return "HF_TOKEN wins over `hf auth login`: `unset HF_TOKEN` to use the stored login instead"
     if found.kind == "stored":
