@@ -214,6 +214,8 @@ def test_corrupted_byte_exits_8_and_nothing_bad_lands(env: Env, tokens: dict[str
     r = env.run(env={"HF_TOKEN": tokens["accepted_read"]})
     assert r.code == 8
     assert "model.pth" in r.err and "mismatch" in r.err
+    expected = env.hub.repo(MODEL).files()["model.pth"].sha256
+    assert f"expected {expected[:12]}" in r.err  # the two hash prefixes, expected vs got
     assert not (env.out_dir / "model.pth").exists()
     env.hub.clear_faults()
     again = env.run(env={"HF_TOKEN": tokens["accepted_read"]})
