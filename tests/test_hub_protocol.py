@@ -267,7 +267,9 @@ def _check_siblings(siblings: list, files: dict[str, FileSpec]) -> None:
             assert s.lfs is None and s.blob_id == spec.blob_sha1
 
 
-@pytest.mark.parametrize("token", [TOKENS["not_accepted"], False, TOKENS["accepted_read"]])
+@pytest.mark.parametrize(
+    "token", [TOKENS["not_accepted"], False, TOKENS["accepted_read"]], ids=["not_accepted", "anonymous", "accepted"]
+)
 def test_model_info_is_answered_even_without_access(hub: TestHub, token: str | bool) -> None:
     repo = hub.repo(MODEL)
     info = api(hub).model_info(MODEL, files_metadata=True, token=token)

@@ -86,3 +86,9 @@ def test_tracked_env_is_found(tmp_path: Path) -> None:
     git(project, "add", "-f", ".env")
     r = audit(project, home)
     assert r.returncode == 1 and "git rm --cached .env" in r.stdout
+
+
+def test_placeholders_are_not_findings(tmp_path: Path) -> None:
+    project, home = make(tmp_path)
+    (home / ".bash_history").write_text("export HF_TOKEN=hf_" + "x" * 34 + "\n")
+    assert audit(project, home).returncode == 0

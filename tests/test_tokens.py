@@ -21,7 +21,7 @@ def test_good_token_passes_unchanged() -> None:
     assert clean(GOOD) == (GOOD, [])
 
 
-@pytest.mark.parametrize("raw", [f"  {GOOD}\n", f"{GOOD}\r\n", f"\t{GOOD} "])
+@pytest.mark.parametrize("raw", [f"  {GOOD}\n", f"{GOOD}\r\n", f"\t{GOOD} "], ids=["spaces", "crlf", "tab"])
 def test_paste_noise_is_stripped(raw: str) -> None:
     assert clean(raw)[0] == GOOD
 
@@ -40,6 +40,7 @@ def test_leading_bearer_is_removed_with_a_note() -> None:
         (f"{GOOD[:5]}\x07{GOOD[5:]}", "a control character (0x07) at position 6"),
         (f"{GOOD[:3]}é{GOOD[3:]}", "a non-ASCII character at position 4"),
     ],
+    ids=["quote", "space", "control", "non-ascii"],
 )
 def test_bad_characters_are_named_with_position_never_the_token(raw: str, what: str) -> None:
     with pytest.raises(failures.TokenRejected) as exc:
