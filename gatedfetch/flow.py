@@ -80,11 +80,19 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> int:
     if res.found is None:
         rep.set(status_ok="needs_token")
         rep.info("prepare: no token on this machine yet. Next steps, after you log in:")
-        rep.info("  1. hf auth login        (paste a read token from https://huggingface.co/settings/tokens)")
+        rep.info(f"  1. {hf_command()} auth login   (paste a read token from https://huggingface.co/settings/tokens)")
         rep.info(f"  2. bash {options_setup_path()}")
         return 0
     rep.info("prepare: a token is available: continuing with the full setup")
     return online(opts, rep, endpoint)
+
+
+def hf_command() -> str:
+    """`hf` when it is on PATH; else the one in this interpreter's environment (setup.sh's .venv has it)."""
+    if shutil.which("hf"):
+        return "hf"
+    beside = Path(sys.executable).parent / "hf"
+    return str(beside) if beside.exists() else "hf"
 
 
 def options_setup_path() -> str:
