@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx2
 from huggingface_hub import HfApi, hf_hub_url, set_client_factory
@@ -310,7 +310,3 @@ def _describe_transport(exc: BaseException) -> str:
     if "timed out" in text.lower() or "Timeout" in type(exc).__name__:
         return f"timed out ({type(exc).__name__})"
     return f"{type(exc).__name__}: {text[:200]}"
-
-
-def safe_repo_path(repo: str) -> str:
-    return quote(repo, safe="/")

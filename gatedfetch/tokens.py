@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import stat
 from collections.abc import Mapping
@@ -279,7 +278,3 @@ def _git_warnings(path: Path) -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return []
-
-
-def default_env_file(project_dir: Path, environ: Mapping[str, str] = os.environ) -> Path:
-    return project_dir / ".env"

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,10 +66,6 @@ def start_hub(size: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[
         raise SystemExit("the test hub did not start")
     return proc, json.loads(line)
 
-
-def post(url: str, body: dict[str, object]) -> None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
-    urllib.request.urlopen(req, timeout=10).read()
 
 
 def cdn_url_of(hub_url: str, token: str) -> str:
