@@ -8,6 +8,7 @@ Nothing here ever sees a URL, a header or a token: only repo paths and byte coun
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -163,6 +164,14 @@ class TtyProgress(Progress):
 
         self._tqdm = tqdm
         self._stream = stream
+        # A terminal that reports no size (a pty nobody sized, `docker run -t` in some setups) makes
+        # tqdm draw bars of width 0 and hide every bar below row 0, i.e. nothing: assume 80x24 there.
+        try:
+            size = os.get_terminal_size(stream.fileno())
+            sized = size.columns > 0 and size.lines > 0
+        except (OSError, ValueError, AttributeError):
+            sized = False
+        self._width: dict[str, Any] = {"dynamic_ncols": True} if sized else {"ncols": 80, "nrows": 24}
         self._lock = threading.Lock()
         self._bars: dict[str, Any] = {}
         self._planned = False
@@ -175,7 +184,7 @@ class TtyProgress(Progress):
             file=stream,
             position=0,
             leave=True,
-            dynamic_ncols=True,
+            **self._width,
         )
 
     def plan(self, total: int) -> None:
@@ -201,7 +210,7 @@ class TtyProgress(Progress):
                 desc=name,
                 file=self._stream,
                 leave=False,
-                dynamic_ncols=True,
+                **self._width,
             )
 
     def advance(self, path: str, nbytes: int) -> None:

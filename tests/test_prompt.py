@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import stat
+import struct
+import termios
 import time
+
+import pytest
 
 from tests.conftest import Env, assert_no_secret
 
 
-def run_in_terminal(env: Env, replies: list[tuple[bytes, bytes]], *args: str) -> tuple[int, str]:
+def run_in_terminal(
+    env: Env,
+    replies: list[tuple[bytes, bytes]],
+    *args: str,
+    extra: dict[str, str] | None = None,
+    columns: int = 100,
+) -> tuple[int, str]:
     """Run setup.sh on a pseudo-terminal; when the output shows a prompt, type its reply."""
     environ = env.base_environ()
+    environ.update(extra or {})
     argv = ["bash", str(env.project / "setup.sh"), "--local-dir", str(env.out_dir), *args]
     pid, fd = pty.fork()
-    if pid == 0:  # the child: setup.sh with the pty as its controlling terminal
+    if pid == 0:  # the child: setup.sh with the pty as its controlling terminal, 24x100 like a real one
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24 if columns else 0, columns, 0, 0))
         os.chdir(env.project)
         os.execve("/bin/bash", argv, environ)
     out = b""
@@ -63,3 +76,12 @@ def test_prompt_saves_nothing_on_no(env: Env, tokens: dict[str, str]) -> None:
 def test_empty_answer_exits_3(env: Env) -> None:
     code, out = run_in_terminal(env, [(b"token: ", b"\n")])
     assert code == 3, out
+
+
+@pytest.mark.parametrize("columns", [100, 0], ids=["sized", "unsized"])
+def test_terminal_gets_progress_bars(env: Env, tokens: dict[str, str], columns: int) -> None:
+    env.hub.settings.throttle_bps = 4_000_000
+    code, out = run_in_terminal(env, [], extra={"HF_TOKEN": tokens["accepted_read"]}, columns=columns)
+    assert code == 0, out
+    assert "model.pth" in out and "\r" in out and "%|" in out  # tqdm bars redraw in place on a terminal
+    assert "model.pth: starting" not in out  # not the log lines
