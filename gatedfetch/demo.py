@@ -15,17 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .options import PROJECT_DIR, Options
+from .options import DEMO_SCENARIOS, PROJECT_DIR, Options
 from .report import Reporter
-
-SCENARIO_TOKENS = {
-    "granted": "accepted_read",
-    "pending": "pending",
-    "not-accepted": "not_accepted",
-    "rejected": "rejected",
-    "invalid-token": "invalid",
-    "fine-grained": "fine_grained_no_gated",
-}
 
 
 def run(opts: Options, rep: Reporter) -> int:
@@ -48,7 +39,7 @@ def run(opts: Options, rep: Reporter) -> int:
             rep.warn("the local demo hub did not start")
             return 1
         info = json.loads(line)
-        token = info["tokens"][SCENARIO_TOKENS[scenario]]
+        token = info["tokens"][DEMO_SCENARIOS[scenario]]
         rep.info(f"demo: scenario '{scenario}': a local hub at {info['url']} plays huggingface.co with a small fake")
         rep.info(f"demo: gated {info['model']}; a fake token is piped in as --token-stdin would; files go to {work}")
         rep.info("demo: ---- what `bash setup.sh` prints ----")

@@ -255,13 +255,6 @@ def revision_not_found(repo: str, revision: str) -> NotFound:
     )
 
 
-def file_not_found(repo: str, path: str, revision: str) -> NotFound:
-    return NotFound(
-        f"file '{path}' listed in {repo}@{revision} was not found when fetched",
-        "run `bash setup.sh` again; if it persists the revision changed under us: pin --revision to a commit",
-    )
-
-
 # --- 7: hub unreachable ---------------------------------------------------------------------
 
 

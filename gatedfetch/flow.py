@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import failures, manifest, prompt, tokens
 from .hub import Hub, Identity, RepoFile, Snapshot, install_timeouts
-from .options import Options
+from .options import PROJECT_DIR, Options
 from .progress import make_progress
 from .report import Reporter
 from .transfer import HttpRefused, RemoteFile, fetch_all, partial_bytes
@@ -73,15 +73,15 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> int:
     snap = Hub(endpoint, None).snapshot(opts.model, opts.revision)
     previous = manifest.load(opts.local_dir)
     todo, _ = _plan(opts.local_dir, previous, snap)
-    _check_disk(opts.local_dir, todo, snap)
+    _check_disk(opts.local_dir, todo)
     total = sum(f.size for f in snap.files)
     rep.info(f"prepare: Python ready; {endpoint} reachable; {opts.model} needs {total / 1e9:.2f} GB, disk has room")
     res = tokens.resolve(None, "", os.environ, opts.env_file)
     if res.found is None:
-        rep.set(status_ok="needs_token")
+        rep.ok_status = "needs_token"
         rep.info("prepare: no token on this machine yet. Next steps, after you log in:")
         rep.info(f"  1. {hf_command()} auth login   (paste a read token from https://huggingface.co/settings/tokens)")
-        rep.info(f"  2. bash {options_setup_path()}")
+        rep.info(f"  2. bash {PROJECT_DIR / 'setup.sh'}")
         return 0
     rep.info("prepare: a token is available: continuing with the full setup")
     return online(opts, rep, endpoint)
@@ -93,12 +93,6 @@ def hf_command() -> str:
         return "hf"
     beside = Path(sys.executable).parent / "hf"
     return str(beside) if beside.exists() else "hf"
-
-
-def options_setup_path() -> str:
-    from .options import PROJECT_DIR
-
-    return str(PROJECT_DIR / "setup.sh")
 
 
 def online(opts: Options, rep: Reporter, endpoint: str) -> int:
@@ -128,10 +122,11 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     rep.info(f"access: granted to {user or 'this token'} for {opts.model}@{snap.commit[:10]}")
 
     todo, kept = _plan(opts.local_dir, previous, snap)
-    _check_disk(opts.local_dir, todo, snap)
+    _check_disk(opts.local_dir, todo)
     if opts.check:
         complete = not todo
-        rep.set(local_complete=complete, status_ok="ready" if complete else "would_download")
+        rep.set(local_complete=complete)
+        rep.ok_status = "ready" if complete else "would_download"
         total = sum(f.size for f in todo)
         rep.info(
             "check: the local copy is complete"
@@ -194,7 +189,7 @@ def _plan(
     return todo, kept
 
 
-def _check_disk(local_dir: Path, todo: list[RepoFile], snap: Snapshot) -> None:
+def _check_disk(local_dir: Path, todo: list[RepoFile]) -> None:
     work = manifest.work_dir(local_dir)
     needed = 0
     for f in todo:

@@ -26,7 +26,6 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 from . import failures
 from .tokens import mask
 
-HUB_ENDPOINT = "https://huggingface.co"
 T = TypeVar("T")
 
 
@@ -99,11 +98,11 @@ class Hub:
             try:
                 return fn()
             except HfHubHTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else 0
+                status, headers = _answer(exc)
                 if status < 500 and status not in (408, 429):
                     raise
                 self.last_cause = f"HTTP {status} from {_host(self.endpoint)}"
-                retry_after = _retry_after(exc.response.headers if exc.response is not None else {})
+                retry_after = _retry_after(headers)
             except (httpx2.TransportError, OSError) as exc:
                 self.last_cause = _describe_transport(exc)
                 retry_after = None
@@ -127,7 +126,7 @@ class Hub:
         try:
             info = self._call(lambda: self.api.whoami(token=token))
         except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
+            status, _ = _answer(exc)
             if status == 401:
                 raise failures.token_invalid(self.source, self.masked, switch_hint) from None
             if status in (404, 405, 501):
@@ -198,7 +197,6 @@ class Hub:
     def check_access(self, repo: str, snap: Snapshot, who: Identity | None) -> list[str]:
         """Raise the precise refusal, or return notes on what could not be checked."""
         user = who.name if who else "this token's user"
-        page = failures.model_page(repo)
         if (
             snap.gated
             and who is not None
@@ -211,20 +209,17 @@ class Hub:
             self._call(lambda: self.api.auth_check(repo, token=self._tok()))
             return []
         except GatedRepoError as exc:
-            raise self.gated(exc, repo, who) from None
+            raise self.classify(exc, repo, snap.revision, user) from None
         except RepositoryNotFoundError:
             # Some mirrors answer "not found" to auth-check for a repo whose info and files they serve
             # (we just read its info): fall through to the HEAD probe below.
             pass
         except HfHubHTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else 0
-            if status == 401:
-                raise self.classify(exc, repo, snap.revision) from None
-            if status not in (404, 405, 501):
-                raise self.classify(exc, repo, snap.revision) from None
-        return self._probe_access(repo, snap, user, page)
+            if _answer(exc)[0] not in (404, 405, 501):  # anything but "no such route"
+                raise self.classify(exc, repo, snap.revision, user) from None
+        return self._probe_access(repo, snap, user)
 
-    def _probe_access(self, repo: str, snap: Snapshot, user: str, page: str) -> list[str]:
+    def _probe_access(self, repo: str, snap: Snapshot, user: str) -> list[str]:
         """No usable auth-check: a HEAD of the smallest file tells the same (gated refusals come on /resolve)."""
         if not snap.files:
             return [f"{self.endpoint} cannot check access and the repo lists no files"]
@@ -237,16 +232,9 @@ class Hub:
 
         try:
             self._call(head)
-        except GatedRepoError as exc:
-            raise self.gated(exc, repo, None, user) from None
         except HfHubHTTPError as exc:
-            raise self.classify(exc, repo, snap.revision) from None
+            raise self.classify(exc, repo, snap.revision, user) from None
         return [f"{self.endpoint} has no access check; a request for {probe.path} was answered, so access looks fine"]
-
-    def gated(self, exc: HfHubHTTPError, repo: str, who: Identity | None, user: str = "") -> failures.AccessDenied:
-        headers = exc.response.headers if exc.response is not None else {}
-        status = exc.response.status_code if exc.response is not None else 0
-        return self.gated_from(status, headers, repo, who.name if who else (user or "this token's user"))
 
     def gated_from(self, status: int, headers: Mapping[str, str], repo: str, user: str) -> failures.AccessDenied:
         message = (headers.get("x-error-message") or "").lower()
@@ -261,19 +249,26 @@ class Hub:
             return failures.gated_token_permission(repo, user)
         return failures.gated_not_accepted(repo, user, page)
 
-    def classify(self, exc: HfHubHTTPError, repo: str, revision: str) -> failures.Failure:
+    def classify(
+        self, exc: HfHubHTTPError, repo: str, revision: str, user: str = "this token's user"
+    ) -> failures.Failure:
         """One huggingface_hub error → one project failure."""
-        status = exc.response.status_code if exc.response is not None else 0
-        headers: Mapping[str, str] = exc.response.headers if exc.response is not None else {}
-        return self.classify_status(status, headers, repo, revision, exc)
+        status, headers = _answer(exc)
+        return self.classify_status(status, headers, repo, revision, exc, user)
 
     def classify_status(
-        self, status: int, headers: Mapping[str, str], repo: str, revision: str, exc: Any = None
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        repo: str,
+        revision: str,
+        exc: Any = None,
+        user: str = "this token's user",
     ) -> failures.Failure:
         code = headers.get("x-error-code") or ""
         message = headers.get("x-error-message") or ""
         if isinstance(exc, GatedRepoError) or code == "GatedRepo":
-            return self.gated_from(status, headers, repo, "this token's user")
+            return self.gated_from(status, headers, repo, user)
         if isinstance(exc, RevisionNotFoundError) or code == "RevisionNotFound":
             return failures.revision_not_found(repo, revision)
         if isinstance(exc, RemoteEntryNotFoundError) or code == "EntryNotFound":
@@ -283,11 +278,14 @@ class Hub:
         if isinstance(exc, RepositoryNotFoundError) or code == "RepoNotFound" or status == 404:
             return failures.repo_not_found(repo, self.endpoint)
         if status == 403:
-            return failures.gated_not_accepted(repo, "this token's user", failures.model_page(repo))
+            return failures.gated_not_accepted(repo, user, failures.model_page(repo))
         return failures.hub_unreachable(self.endpoint, f"HTTP {status} from {_host(self.endpoint)}")
 
-    def is_official(self) -> bool:
-        return _host(self.endpoint) == "huggingface.co"
+def _answer(exc: HfHubHTTPError) -> tuple[int, Mapping[str, str]]:
+    """The status and headers of the answer behind a huggingface_hub error (0 and none without one)."""
+    if exc.response is None:
+        return 0, {}
+    return exc.response.status_code, exc.response.headers
 
 
 def _host(url: str) -> str:

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         nargs="?",
         const="granted",
-        choices=DEMO_SCENARIOS,
+        choices=list(DEMO_SCENARIOS),
         metavar="SCENARIO",
         help="try the whole flow with no token and no network, against the project's own local test hub, "
         f"into a temporary folder; SCENARIO: {', '.join(DEMO_SCENARIOS)} (default: granted)",
@@ -84,7 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-DEMO_SCENARIOS = ("granted", "pending", "not-accepted", "rejected", "invalid-token", "fine-grained")
+# --demo scenario → the test hub's token that plays it
+DEMO_SCENARIOS = {
+    "granted": "accepted_read",
+    "pending": "pending",
+    "not-accepted": "not_accepted",
+    "rejected": "rejected",
+    "invalid-token": "invalid",
+    "fine-grained": "fine_grained_no_gated",
+}
 
 
 @dataclass

@@ -17,6 +17,7 @@ class Reporter:
         self.err = err or sys.stderr
         self.colour = self.err.isatty() and not os.environ.get("NO_COLOR")
         self.doc: dict[str, Any] = {"status": "error", "exit_code": 1}
+        self.ok_status = "ready"  # what `status` says on exit 0 (--check: "would_download", …)
         self.warnings: list[str] = []
 
     def _paint(self, code: str, text: str) -> str:
@@ -43,8 +44,7 @@ class Reporter:
 
     def finish(self, exit_code: int) -> int:
         self.doc["exit_code"] = exit_code
-        self.doc["status"] = self.doc.get("status_ok", "ready") if exit_code == 0 else "error"
-        self.doc.pop("status_ok", None)
+        self.doc["status"] = self.ok_status if exit_code == 0 else "error"
         self.doc["warnings"] = self.warnings
         if self.json_mode:
             json.dump(self.doc, sys.stdout, indent=2, sort_keys=False)
