@@ -10,11 +10,12 @@ import ipaddress
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from . import failures
 from .failures import DEBUG_VARIABLE, Failure
-from .options import HUB_ENDPOINT, Options, parse
+from .options import HUB_ENDPOINT, PROJECT_DIR, Options, parse
 from .report import Reporter
 
 
@@ -72,20 +73,31 @@ def run(opts: Options, rep: Reporter) -> int:
     return flow.online(opts, rep, endpoint)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    rep = Reporter(quiet="--quiet" in argv, json_mode="--json" in argv)
+def guarded(
+    rep: Reporter,
+    body: Callable[[], int],
+    *,
+    finish: Callable[[int], int] = lambda code: code,
+    interrupted: str = "interrupted",
+) -> int:
+    """Run an entry point's body; the one place that turns what it raises into a message and an exit code.
+
+    `finish` sees every outcome's code but --help's and Ctrl-C's (setup.sh's JSON document is written there).
+    """
     try:
-        opts = parse(argv)
-        return rep.finish(run(opts, rep))
+        return finish(body())
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except Failure as failure:
         rep.failure(failure)
-        return rep.finish(failure.exit_code)
+        return finish(failure.exit_code)
     except KeyboardInterrupt:
-        print("\ninterrupted: run `bash setup.sh` again to resume where it stopped", file=sys.stderr)
+        print(f"\n{interrupted}", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an interpreter without the requirements, e.g. a wrong PYTHON
+        missing = failures.missing_module(sys.executable, exc.name, str(PROJECT_DIR / "requirements.txt"))
+        rep.failure(missing)
+        return finish(missing.exit_code)
     except Exception as exc:  # the last resort: a bug, never a traceback unless asked
         bug = failures.unexpected(exc)
         if os.environ.get(DEBUG_VARIABLE):
@@ -93,4 +105,15 @@ def main(argv: list[str] | None = None) -> int:
 
             print(redact("".join(traceback.format_exception(exc))), file=sys.stderr)
         rep.failure(bug)
-        return rep.finish(bug.exit_code)
+        return finish(bug.exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    rep = Reporter(quiet="--quiet" in args, json_mode="--json" in args)
+    return guarded(
+        rep,
+        lambda: run(parse(args), rep),
+        finish=rep.finish,
+        interrupted="interrupted: run `bash setup.sh` again to resume where it stopped",
+    )

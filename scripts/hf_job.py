@@ -19,12 +19,10 @@ Needs huggingface_hub and python-dotenv: run it with the project's .venv/bin/pyt
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import subprocess
 import sys
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +33,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
 
-from gatedfetch import failures  # noqa: E402  (standard library only, like options and report)
-from gatedfetch.failures import DEBUG_VARIABLE, Failure  # noqa: E402
+from gatedfetch import failures  # noqa: E402  (standard library only, like cli, options and report)
+from gatedfetch.cli import guarded  # noqa: E402
+from gatedfetch.failures import Failure  # noqa: E402
 from gatedfetch.report import Reporter  # noqa: E402
 
 if TYPE_CHECKING:
@@ -360,27 +359,7 @@ def run(args: Args, rep: Reporter) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     rep = Reporter()
-    try:
-        return run(parse(sys.argv[1:] if argv is None else argv), rep)
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-    except Failure as failure:
-        rep.failure(failure)
-        return failure.exit_code
-    except ModuleNotFoundError as exc:
-        rep.failure(failures.missing_module(sys.executable, exc.name, str(PROJECT_DIR / "requirements.txt")))
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: no traceback unless asked, and then with every token masked
-        bug = failures.unexpected(exc)
-        if os.environ.get(DEBUG_VARIABLE):
-            from gatedfetch.tokens import redact
-
-            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr)
-        rep.failure(bug)
-        return bug.exit_code
+    return guarded(rep, lambda: run(parse(sys.argv[1:] if argv is None else argv), rep))
 
 
 if __name__ == "__main__":
