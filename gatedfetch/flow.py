@@ -193,7 +193,8 @@ def _check_disk(local_dir: Path, todo: list[RepoFile]) -> None:
     work = manifest.work_dir(local_dir)
     needed = 0
     for f in todo:
-        needed += max(0, f.size - partial_bytes(work, f.sha256 or f.blob_sha1, f.size))
+        key = f.sha256 or f.blob_sha1
+        needed += max(0, f.size - (partial_bytes(work, key, f.size) if key else 0))
     try:
         local_dir.mkdir(parents=True, exist_ok=True)
         work.mkdir(parents=True, exist_ok=True)
@@ -232,6 +233,7 @@ def _transfer(
             hub.headers(),
             progress=progress,
             endpoint=hub.endpoint,
+            connections=opts.connections,
         )
     except HttpRefused as exc:
         raise hub.classify_status(exc.status, exc.headers, snap.repo, snap.revision) from None

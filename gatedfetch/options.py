@@ -4,6 +4,7 @@ so `--help` works with any python3 before the project's venv exists)."""
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -15,6 +16,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "fishaudio/openaudio-s1-mini"
 DEFAULT_LOCAL_DIR = PROJECT_DIR / "checkpoints" / "openaudio-s1-mini"
 HUB_ENDPOINT = "https://huggingface.co"
+DEFAULT_CONNECTIONS = 16  # a CDN caps each connection (40-90 MB/s reported for the Hub's): many streams fill a link
+MAX_CONNECTIONS = 64  # hf_xet's own ceiling
+CONNECTIONS_VARIABLE = "GATEDFETCH_CONNECTIONS"
 
 ENVIRONMENT_HELP = """\
 environment:
@@ -24,6 +28,7 @@ environment:
   HF_ENDPOINT            the hub or mirror to use (default https://huggingface.co)
   HF_HUB_OFFLINE=1       no network: check the local copy against its manifest only
   HF_HUB_DISABLE_XET=1   accepted; files always come over plain HTTPS here
+  GATEDFETCH_CONNECTIONS the same as --connections (the flag wins)
   PYTHON                 an interpreter to use instead of the project's .venv (setup.sh)
   GATEDFETCH_DEBUG=1     show a traceback (tokens masked) on an unexpected error
 """
@@ -58,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="every step but the download; exit 0 if it would succeed")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout (text stays on stderr)")
     p.add_argument("--quiet", action="store_true", help="print only errors")
+    p.add_argument(
+        "--connections",
+        metavar="N",
+        help=f"download streams at once, across all files (1-{MAX_CONNECTIONS}, default {DEFAULT_CONNECTIONS}); "
+        "a big file is fetched in ranged pieces over several of them; 1: one stream per file",
+    )
     p.add_argument(
         "--allow-insecure-endpoint",
         action="store_true",
@@ -109,6 +120,19 @@ class Options:
     allow_insecure: bool
     prepare: bool = False
     demo: str | None = None
+    connections: int = DEFAULT_CONNECTIONS
+
+
+def _connections(flag: str | None) -> int:
+    """--connections, else $GATEDFETCH_CONNECTIONS, else the default; a usage error when not 1..MAX."""
+    name = "--connections" if flag is not None else CONNECTIONS_VARIABLE
+    value = flag if flag is not None else os.environ.get(CONNECTIONS_VARIABLE)
+    if value is None or (flag is None and not value.strip()):
+        return DEFAULT_CONNECTIONS
+    text = value.strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CONNECTIONS:
+        raise failures.usage(f"{name} {value!r}: give a whole number from 1 to {MAX_CONNECTIONS}")
+    return int(text)
 
 
 def parse(argv: list[str]) -> Options:
@@ -121,6 +145,7 @@ def parse(argv: list[str]) -> Options:
     if a.env_file and not env_file.is_file():
         raise failures.usage(f"--env-file {a.env_file}: no such file")
     return Options(
+        connections=_connections(a.connections),
         local_dir=Path(a.local_dir).expanduser() if a.local_dir else DEFAULT_LOCAL_DIR,
         model=a.model,
         revision=a.revision,

@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""Benchmark: `bash setup.sh` against `hf download` and a raw `curl` GET, in one run, same hub.
+"""Benchmark: `bash setup.sh` against `hf download`, `curl` and `aria2c -x8`, in one run, same hub.
 
-    python scripts/bench.py [--size-mb 1024] [--rounds 3] [--out bench-out]
+    python scripts/bench.py [--size-mb 500] [--rounds 3] [--links loopback,capped] [--out bench-out]
 
-Starts the local test Hub (tests/hub.py) with a big model.pth, then alternates, each round:
-  setup.sh  — the full flow (token, whoami, access check, verified download) into a fresh folder
-  hf        — `hf download fishaudio/openaudio-s1-mini --local-dir …` (huggingface_hub's CLI)
-  curl      — one raw GET of model.pth from the CDN to disk (no verification: the floor)
-and prints medians, the ratios setup.sh/hf and setup.sh/curl, peak RSS of each, the re-run time,
-and the bytes fetched again after a kill at 50%. Run it with the project's venv python
-(`.venv/bin/python scripts/bench.py`, or the test venv): it needs huggingface_hub for `hf`.
-Figures are noisy on a small machine: compare ratios from the same run, not seconds across runs.
+Starts the local test Hub (tests/hub.py) with a big model.pth, once per link model:
+  loopback  no cap: what a loopback benchmark shows (it flatters a single stream);
+  capped    each connection throttled to 50 MB/s and each answer delayed 20 ms, as the Hub's CDN
+            behaves (users report 40-90 MB/s per stream from it; many streams reach several times that).
+Each round alternates:
+  setup.sh  the full flow (token, whoami, access check, verified download of every file) into a fresh folder
+  hf        `hf download fishaudio/openaudio-s1-mini --local-dir …` (huggingface_hub's CLI, plain HTTP: the
+            test Hub has no Xet server)
+  curl      one raw GET of model.pth from the CDN to disk (unverified: the single-stream floor)
+  aria2c    `aria2c -x8 -s8 -k1M` on model.pth from the CDN (unverified; Debian package aria2, installed
+            here when missing and apt-get can run)
+and prints medians, ratios against the targets, and peak RSS; then, on the capped link, the re-run time
+of a complete copy and the bytes fetched again after a kill at 50%. Run it with the project's venv python
+(`.venv-test/bin/python scripts/bench.py`): it needs huggingface_hub for `hf`. Compare ratios from one
+run, not seconds across runs: a 2-core machine is noisy.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 MODEL = "fishaudio/openaudio-s1-mini"
+LINKS = {"loopback": (0.0, 0), "capped": (50.0, 20)}  # MB/s per connection, ms per answer
 
 # Runs a command and prints the peak RSS (KiB) of its largest descendant as the last stderr line.
 RSS_WRAPPER = (
@@ -54,12 +63,25 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return elapsed, rss_kib / 1024
 
 
-def start_hub(size: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "hub.py"), "--big-size", str(size), "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
+def ensure_aria2c() -> str | None:
+    found = shutil.which("aria2c")
+    if found or not shutil.which("apt-get") or os.geteuid() != 0:
+        return found
+    print("bench: installing aria2 (Debian package)", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "aria2"],
+        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    return shutil.which("aria2c")
+
+
+def start_hub(size: int, data_dir: Path, mbps: float, delay_ms: int) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+    argv = [sys.executable, str(ROOT / "tests" / "hub.py"), "--big-size", str(size), "--data-dir", str(data_dir),
+            "--throttle-mbps", str(mbps), "--delay-ms", str(delay_ms)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:
@@ -67,17 +89,15 @@ def start_hub(size: int, data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[
     return proc, json.loads(line)
 
 
-
 def cdn_url_of(hub_url: str, token: str) -> str:
-    """Ask the hub where it redirects model.pth (the CDN URL), as the client would."""
+    """Ask the hub where it redirects model.pth (a CDN URL signed for any range), as a client would."""
     import http.client
     from urllib.parse import urlsplit
 
     parts = urlsplit(hub_url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=10)
     conn.request("HEAD", f"/{MODEL}/resolve/main/model.pth", headers={"authorization": f"Bearer {token}"})
-    r = conn.getresponse()
-    location = r.getheader("location")
+    location = conn.getresponse().getheader("location")
     conn.close()
     if not location:
         raise SystemExit("the hub did not redirect model.pth to its CDN")
@@ -88,136 +108,145 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size-mb", type=int, default=1024)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", default=str(ROOT / "bench-out"))
-    args = ap.parse_args()
-
-    hf = shutil.which("hf", path=str(Path(sys.executable).parent)) or shutil.which("hf")
-    curl = shutil.which("curl")
-    if not hf or not curl:
-        raise SystemExit("needs `hf` (huggingface_hub) beside this python and `curl` on PATH")
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-", dir=out))
+def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, str]) -> list[str]:
+    mbps, delay = LINKS[name]
     size = args.size_mb * 1024 * 1024
-    hub, info = start_hub(size, work / "hubdata")
+    hub, info = start_hub(size, work / f"hub-{name}", mbps, delay)
     try:
         tokens = info["tokens"]
         assert isinstance(tokens, dict)
-        token = str(tokens["accepted_read"])
-        home = work / "home"
+        home = work / f"home-{name}"
         home.mkdir()
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-        base.update(
-            HOME=str(home),
-            HF_ENDPOINT=str(info["url"]),
-            HF_HUB_DISABLE_TELEMETRY="1",
-            HF_HUB_DISABLE_XET="1",
-            HF_HUB_DISABLE_PROGRESS_BARS="1",
-            PYTHON=sys.executable,
-            HF_HOME=str(home / "hfhome"),
-        )
-        with_token = dict(base, HF_TOKEN=token)
-        cdn = cdn_url_of(str(info["url"]), token)
-        results: dict[str, list[tuple[float, float]]] = {"setup.sh": [], "hf download": [], "curl": []}
-
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "GATEDFETCH_"))}
+        env.update(HOME=str(home), HF_ENDPOINT=str(info["url"]), HF_HUB_DISABLE_TELEMETRY="1",
+                   HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHON=sys.executable,
+                   HF_HOME=str(home / "hfhome"), HF_TOKEN=str(tokens["accepted_read"]))
+        cdn = cdn_url_of(str(info["url"]), str(tokens["accepted_read"]))
+        runs: dict[str, list[tuple[float, float]]] = {"setup.sh": [], "hf download": [], "curl": []}
+        if "aria2c" in tools:
+            runs["aria2c -x8"] = []
         for i in range(args.rounds):
-            for name in results:
-                target = work / f"{name.split()[0]}-{i}"
-                if name == "setup.sh":
+            for tool in runs:
+                target = work / f"{name}-{tool.split()[0]}-{i}"
+                if tool == "setup.sh":
                     argv = ["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(target)]
-                elif name == "hf download":
-                    argv = [hf, "download", MODEL, "--local-dir", str(target)]
-                else:
+                elif tool == "hf download":
+                    argv = [tools["hf"], "download", MODEL, "--local-dir", str(target)]
+                elif tool == "curl":
                     target.mkdir()
-                    argv = [curl, "-s", "-f", "-o", str(target / "model.pth"), cdn]
-                results[name].append(timed(argv, with_token))
+                    argv = [tools["curl"], "-s", "-f", "-o", str(target / "model.pth"), cdn]
+                else:
+                    argv = [tools["aria2c"], "-q", "-x8", "-s8", "-k1M", "--file-allocation=none",
+                            "--allow-overwrite=true", "-d", str(target), "-o", "model.pth", cdn]
+                runs[tool].append(timed(argv, env))
                 shutil.rmtree(target, ignore_errors=True)
-                if name == "hf download":
-                    shutil.rmtree(home / "hfhome", ignore_errors=True)
-
-        # Re-run: a complete copy is on disk.
-        keep = work / "rerun"
-        timed(["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(keep)], with_token)
-        rerun = [timed(["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(keep)], with_token)[0]
-                 for _ in range(3)]
-        shutil.rmtree(keep, ignore_errors=True)
-
-        refetched, missing = kill_and_resume(work / "resume", with_token, size)
-
-        s = median([t for t, _ in results["setup.sh"]])
-        h = median([t for t, _ in results["hf download"]])
-        c = median([t for t, _ in results["curl"]])
+                shutil.rmtree(home / "hfhome" / "hub", ignore_errors=True)
+        s = median([t for t, _ in runs["setup.sh"]])
         lines = [
-            f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}",
-            f"file: model.pth {args.size_mb} MiB (+ small files), local test hub on 127.0.0.1, {args.rounds} rounds",
+            f"### {name}: " + ("no cap" if not mbps else f"{mbps:.0f} MB/s per connection, {delay} ms per answer"),
             "",
-            "| run | median s | MB/s | peak RSS MB |",
+            "| run | median s | MB/s (model.pth) | peak RSS MB |",
             "|---|---|---|---|",
         ]
-        for name, runs in results.items():
-            med = median([t for t, _ in runs])
-            rss = max(r for _, r in runs)
-            lines.append(f"| {name} | {med:.2f} | {size / 1e6 / med:.0f} | {rss:.0f} |")
-        lines += [
-            "",
-            f"setup.sh / hf download: {s / h:.2f}× (target ≤ 0.67)",
-            f"setup.sh / curl: {s / c:.2f}× (target ≤ 1.5)",
-            f"re-run of a complete copy: median {median(rerun):.2f} s (target ≤ 1 s)",
-            f"resume after kill at 50%: fetched {refetched / 1e6:.1f} MB for {missing / 1e6:.1f} MB missing "
-            f"({refetched / missing:.3f}×, target ≤ 1.05)",
-        ]
-        report = "\n".join(lines)
-        print(report)
-        (out / "bench.md").write_text(report + "\n")
+        for tool, xs in runs.items():
+            med = median([t for t, _ in xs])
+            lines.append(f"| {tool} | {med:.2f} | {size / 1e6 / med:.0f} | {max(r for _, r in xs):.0f} |")
+        lines.append("")
+        ratio = {tool: s / median([t for t, _ in xs]) for tool, xs in runs.items() if tool != "setup.sh"}
+        if name == "capped" and "aria2c -x8" in ratio:
+            lines.append(f"setup.sh / aria2c -x8: {ratio['aria2c -x8']:.2f}× (target ≤ 1.0)")
+        if name == "loopback":
+            lines.append(f"setup.sh / hf download: {ratio['hf download']:.2f}× (target ≤ 0.67)")
+            lines.append(f"setup.sh / curl: {ratio['curl']:.2f}× (target ≤ 1.5)")
+        others = ", ".join(f"{t} {r:.2f}×" for t, r in ratio.items())
+        lines.append(f"setup.sh against each: {others}")
+        if name == "capped" or len(args.links) == 1:
+            keep = work / f"{name}-rerun"
+            timed(["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(keep)], env)
+            rerun = [timed(["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(keep)], env)[0]
+                     for _ in range(3)]
+            shutil.rmtree(keep, ignore_errors=True)
+            fetched, missing = kill_and_resume(work / f"{name}-resume", env, size)
+            lines += [
+                f"re-run of a complete copy: median {median(rerun):.2f} s (target ≤ 1 s)",
+                f"resume after kill at 50%: fetched {fetched / 1e6:.1f} MB for {missing / 1e6:.1f} MB missing "
+                f"({fetched / missing:.3f}×, target ≤ 1.05)",
+            ]
+        lines.append(f"peak RSS of setup.sh: {max(r for _, r in runs['setup.sh']):.0f} MB (target ≤ 200)")
+        return lines + [""]
     finally:
         hub.send_signal(signal.SIGTERM)
         hub.wait(timeout=10)
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 def kill_and_resume(target: Path, env: dict[str, str], size: int) -> tuple[int, int]:
-    """SIGKILL setup.sh when model.pth's partial reaches half, then count the bytes the resumed run fetches."""
-    hub_env = dict(env)
+    """SIGKILL setup.sh when half of model.pth is on disk (by its piece record), then count the bytes
+    the resumed run fetches (its --json document) against the bytes that were missing."""
+    from gatedfetch.transfer.partial import bytes_on_disk
+
     proc = subprocess.Popen(
         ["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(target)],
-        env=hub_env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    partial_dir = target / ".gatedfetch" / "partial"
-    have = 0
+    work = target / ".gatedfetch"
+
+    def have() -> int:
+        parts = list((work / "partial").glob("*.part")) if (work / "partial").is_dir() else []
+        return max((bytes_on_disk(work, p.stem, size) for p in parts if p.stat().st_size > 1 << 20), default=0)
+
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        sizes = [p.stat().st_size for p in partial_dir.glob("*.part")] if partial_dir.is_dir() else []
-        have = max(sizes, default=0)
-        if have >= size // 2:
+        if have() >= size // 2:
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.005)
     proc.wait()
-    sizes = [p.stat().st_size for p in partial_dir.glob("*.part")] if partial_dir.is_dir() else []
-    have = max(sizes, default=0)
-    missing = size - have
-    # The resumed run reports how many bytes it fetched in its JSON document (files[].fetched_bytes).
-    p = subprocess.run(
-        ["bash", str(ROOT / "setup.sh"), "--json", "--quiet", "--local-dir", str(target)],
-        env=env,
-        capture_output=True,
-    )
+    missing = size - have()
+    p = subprocess.run(["bash", str(ROOT / "setup.sh"), "--json", "--quiet", "--local-dir", str(target)],
+                       env=env, capture_output=True)
     if p.returncode != 0:
         raise SystemExit(f"resumed run failed: {p.stderr.decode(errors='replace')[-2000:]}")
     doc = json.loads(p.stdout)
     fetched = sum(int(f.get("fetched_bytes", 0)) for f in doc["files"] if f["path"] == "model.pth")
     shutil.rmtree(target, ignore_errors=True)
     return fetched, max(missing, 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mb", type=int, default=500, help="size of model.pth in MiB")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--links", default="loopback,capped", help="comma-separated: loopback, capped")
+    ap.add_argument("--out", default=str(ROOT / "bench-out"))
+    args = ap.parse_args()
+    args.links = [x.strip() for x in args.links.split(",") if x.strip()]
+    if not set(args.links) <= set(LINKS):
+        raise SystemExit(f"--links: choose from {', '.join(LINKS)}")
+
+    tools = {"hf": shutil.which("hf", path=str(Path(sys.executable).parent)) or shutil.which("hf"),
+             "curl": shutil.which("curl"), "aria2c": ensure_aria2c()}
+    if not tools["hf"] or not tools["curl"]:
+        raise SystemExit("needs `hf` (huggingface_hub) beside this python and `curl` on PATH")
+    found = {k: v for k, v in tools.items() if v}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=out))
+    try:
+        lines = [
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}",
+            f"file: model.pth {args.size_mb} MiB (+ small files), local test Hub on 127.0.0.1, {args.rounds} rounds",
+            "" if "aria2c" in found else "aria2c: not found and not installable here; left out",
+            "",
+        ]
+        for link in args.links:
+            lines += run_link(link, args, work, found)
+        report = "\n".join(lines)
+        print(report)
+        (out / "bench.md").write_text(report + "\n")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

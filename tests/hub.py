@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import random
@@ -149,13 +150,16 @@ class Fault:
     server: str = "any"  # hub | cdn | any
     method: str | None = None
     close_after: int | None = None  # like reset_after, but a clean close (FIN) instead of a reset (RST)
+    short: int | None = None  # a 206 that serves only this many bytes of the range asked (headers consistent)
 
 
 @dataclass
 class Settings:
     ignore_range: bool = False
     no_content_length: bool = False
-    throttle_bps: int | None = None
+    throttle_bps: int | None = None  # each file answer (so each connection) sends at most this many bytes/s
+    delay_ms: int = 0  # every answer waits this long first: a link's round trip and a server's think time
+    cdn_url_ttl: float = 3600.0  # how long a signed CDN URL stays good
     whoami: bool = True
     auth_check: str = "ok"  # ok | missing | repo_not_found
     redirect_lfs: bool = True
@@ -325,6 +329,7 @@ class TestHub:
         self._threads: list[threading.Thread] = []
         self.url = ""
         self.cdn_url = ""
+        self.signing_key = os.urandom(16)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -385,15 +390,17 @@ class TestHub:
         server: str = "any",
         method: str | None = None,
         close_after: int | None = None,
+        short: int | None = None,
     ) -> None:
         """Make matching requests fail. `match` is a substring of the request path (with its query; on the CDN
         the file's name is matched too). `status`: answer it instead (with `Retry-After` if `retry_after`).
         `reset_after=N`: headers and N body bytes, then a reset (RST). `close_after=N`: the same with a clean
-        close (FIN). `flip_at=K`: body byte K xor 0xFF. `times=None`: forever; each matching request uses one."""
+        close (FIN). `flip_at=K`: body byte K xor 0xFF. `short=N`: a 206 for only the first N bytes of the range
+        asked, with matching headers (as CDN edges do). `times=None`: forever; each matching request uses one."""
         if server not in ("hub", "cdn", "any"):
             raise ValueError(f"server must be hub, cdn or any, not {server!r}")
         fault = Fault(match, status, times, retry_after, reset_after, flip_at, server,
-                      method.upper() if method else None, close_after)
+                      method.upper() if method else None, close_after, short)
         with self._lock:
             self._faults.append(fault)
 
@@ -421,6 +428,11 @@ class TestHub:
                             self._faults.remove(f)
                     return f
         return None
+
+    def sign(self, sha256: str, byte_range: str, expires: int) -> str:
+        """The CDN URL's signature: bound to the file, the Range asked at /resolve ("" = any) and the expiry."""
+        msg = f"{sha256}|{byte_range.strip().lower()}|{expires}".encode()
+        return hmac.new(self.signing_key, msg, hashlib.sha256).hexdigest()[:40]
 
     def record(self, req: Req) -> None:
         with self._lock:
@@ -532,6 +544,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server_name == "hub" and parts.path.startswith("/_test/"):
                 self._control(method, parts.path)
                 return
+            if self.hub.settings.delay_ms:
+                time.sleep(self.hub.settings.delay_ms / 1000)
             target = self.path
             if self.server_name == "cdn":  # CDN paths carry the sha256: let faults name the file too
                 spec = self._cdn_spec()
@@ -849,10 +863,13 @@ class _Handler(BaseHTTPRequestHandler):
                 # A signed, expiring URL on another origin, as the real Hub gives (cdn-lfs / cas-bridge).
                 disposition = f"inline; filename*=UTF-8''{quote(Path(spec.path).name)}; " \
                               f'filename="{Path(spec.path).name}";'
+                # Like the Hub's CDN: the URL is good for the Range this request asked (any range when it
+                # asked none) and for a limited time; the CDN answers 403 otherwise.
+                expires = int(time.time() + self.hub.settings.cdn_url_ttl)
                 query = urlencode({
                     "response-content-disposition": disposition,
-                    "Expires": str(int(time.time()) + 3600),
-                    "Signature": hashlib.sha256(f"{spec.sha256}{sha}".encode()).hexdigest()[:40],
+                    "Expires": str(expires),
+                    "Signature": self.hub.sign(spec.sha256, self.headers.get("range", ""), expires),
                     "Key-Pair-Id": "KTESTHUBCDN",
                 })
                 location = f"{self.hub.cdn_url}/repos/{_repo_dir(repo_id)}/{spec.sha256}?{query}"
@@ -873,6 +890,16 @@ class _Handler(BaseHTTPRequestHandler):
         spec = self._cdn_spec()
         if spec is None or method not in ("GET", "HEAD") or self.segments[:1] != ["repos"]:
             raise _Refusal(404, {}, "NoSuchKey")
+        try:
+            expires = int(self.query.get("Expires", ["0"])[-1])
+        except ValueError:
+            expires = 0
+        signature = self.query.get("Signature", [""])[-1]
+        if expires < time.time():
+            raise _Refusal(403, {}, "Request has expired")
+        if not any(hmac.compare_digest(signature, self.hub.sign(spec.sha256, r, expires))
+                   for r in ("", self.headers.get("range", ""))):
+            raise _Refusal(403, {}, "Auth failed: invalid range")
         headers = {"ETag": f'"{spec.sha256}"', "Accept-Ranges": "bytes",
                    "Last-Modified": "Thu, 01 Jan 2026 00:00:00 GMT"}
         disposition = self.query.get("response-content-disposition")
@@ -888,6 +915,8 @@ class _Handler(BaseHTTPRequestHandler):
             parsed = _parse_range(rng, spec.size)
             if parsed is not None:
                 start, end = parsed
+                if self.fault is not None and self.fault.short is not None:
+                    end = min(end, start + self.fault.short - 1)
                 status = 206
                 headers["Content-Range"] = f"bytes {start}-{end}/{spec.size}"
         length = end - start + 1
@@ -1071,6 +1100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cdn-port", type=int, default=0)
     ap.add_argument("--big-size", type=int, default=3 * 1024 * 1024, help="size of model.pth in bytes")
     ap.add_argument("--data-dir", help="where the files are written (default: a temporary folder, removed on exit)")
+    ap.add_argument("--throttle-mbps", type=float, default=0, help="cap each connection at this many MB/s (0: none)")
+    ap.add_argument("--delay-ms", type=int, default=0, help="delay every answer by this many milliseconds")
     args = ap.parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="testhub-"))
     stop = threading.Event()
@@ -1078,7 +1109,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     hub = None
     try:
-        hub = TestHub(default_world(data_dir, args.big_size), port=args.port, cdn_port=args.cdn_port).start()
+        hub = TestHub(default_world(data_dir, args.big_size), port=args.port, cdn_port=args.cdn_port)
+        hub.settings.throttle_bps = int(args.throttle_mbps * 1e6) or None
+        hub.settings.delay_ms = args.delay_ms
+        hub.start()
         print(json.dumps({"url": hub.url, "cdn_url": hub.cdn_url, "tokens": TOKENS, "model": MODEL}), flush=True)
         while not stop.wait(0.2):
             pass

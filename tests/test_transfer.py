@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from gatedfetch import failures, transfer
+from gatedfetch.transfer import fetch as fetch_mod
+from gatedfetch.transfer import partial as partial_mod
 from gatedfetch.progress import make_progress
 from gatedfetch.transfer import FileResult, HttpRefused, RemoteFile, fetch_all, fetch_file
 
@@ -217,8 +219,8 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         sleeps.append(seconds)
         time.sleep(min(seconds, 0.01))
 
-    monkeypatch.setattr(transfer, "BUFFER_SIZE", 64 * 1024)
-    monkeypatch.setattr(transfer, "_sleep", record)
+    monkeypatch.setattr(fetch_mod, "BUFFER_SIZE", 64 * 1024)
+    monkeypatch.setattr(fetch_mod, "_sleep", record)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     return sleeps
@@ -329,7 +331,7 @@ def test_sigkill_mid_file_then_the_next_run_resumes(hub: FakeHub, tmp_path: Path
     rf = remote(hub)
     code = (
         "import sys, pathlib; from gatedfetch import transfer; from gatedfetch.progress import make_progress\n"
-        "transfer.BUFFER_SIZE = 64 * 1024\n"
+        "transfer.fetch.BUFFER_SIZE = 64 * 1024\n"
         "rf = transfer.RemoteFile(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], None)\n"
         "out = pathlib.Path(sys.argv[5])\n"
         "transfer.fetch_file(rf, out / rf.path, out / '.gatedfetch', {}, progress=make_progress('quiet'),"
@@ -405,7 +407,7 @@ def test_503_twice_then_success(hub: FakeHub, tmp_path: Path, fast: list[float])
     hub.faults.append(Fault("model.pth", status=503, times=2))
     r = fetch(hub, tmp_path)
     assert r.verified and len(hub.gets("origin")) == 3
-    assert fast == [transfer.BACKOFF_BASE, transfer.BACKOFF_BASE * 2]
+    assert fast == [fetch_mod.BACKOFF_BASE, fetch_mod.BACKOFF_BASE * 2]
 
 
 def test_429_retry_after_is_honoured(hub: FakeHub, tmp_path: Path, fast: list[float]) -> None:
@@ -574,17 +576,19 @@ def test_fetch_all_refuses_a_path_outside_the_folder(hub: FakeHub, tmp_path: Pat
 def test_disk_full_keeps_the_partial_for_the_next_run(
     hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
+    real_write = os.pwrite
     written = [0]
 
-    def write(fd: int, data: Any) -> int:
-        if written[0] >= 1024 * 1024:
+    def write(fd: int, data: Any, offset: int) -> int:
+        # Only the data runs out of space: the record's 8-byte counters overwrite bytes already allocated.
+        if written[0] >= 1024 * 1024 and len(data) > 8:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = real_write(fd, data)
-        written[0] += n
+        n = real_write(fd, data, offset)
+        if len(data) > 8:  # data, not the piece record's 8-byte counters
+            written[0] += n
         return n
 
-    monkeypatch.setattr(transfer.os, "write", write)
+    monkeypatch.setattr(partial_mod.os, "pwrite", write)
     with pytest.raises(failures.DiskFailure, match="not enough space"):
         fetch(hub, tmp_path)
     monkeypatch.undo()

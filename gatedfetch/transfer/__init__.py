@@ -1,0 +1,39 @@
+"""Verified, resumable, lock-safe transfer of a repo's files, over several streams per big file.
+
+huggingface_hub does auth, metadata and URLs; this package owns the bytes, because the library's own
+loop checks only byte counts, deletes partial files on failure, never resumes across runs (each
+attempt writes a process-unique `.incomplete` file: huggingface_hub PR #4306), and reads one stream
+per file through a slower httpx session. Plain HTTP(S) `/resolve` only, never Xet: huggingface_hub's
+Xet path runs only when a server advertises Xet and checks no sha256 either, while the Hub serves
+every file over `/resolve` (a redirect to its CDN, with Range), so that is the one path here.
+
+  http       the one transport: keep-alive connections, redirects, the token only to the Hub
+  partial    one file's bytes on disk: the partial, its piece record, the move into place
+  segments   how a file is cut into pieces; the hash that follows the contiguous prefix
+  fetch      the pool of streams across files and pieces, the retry loop of one piece
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .fetch import CONNECTIONS, Cancelled, FileResult, RemoteFile, content_key, fetch_all, fetch_file
+from .http import HttpRefused
+from .partial import bytes_on_disk
+
+__all__ = [
+    "CONNECTIONS",
+    "Cancelled",
+    "FileResult",
+    "HttpRefused",
+    "RemoteFile",
+    "content_key",
+    "fetch_all",
+    "fetch_file",
+    "partial_bytes",
+]
+
+
+def partial_bytes(work_dir: Path, key: str, size: int) -> int:
+    """Bytes already on disk for the content named `key` (its expected hash): for the disk check."""
+    return bytes_on_disk(work_dir, key.lower(), size)

@@ -1,0 +1,601 @@
+"""Fetch files into a folder over a pool of streams: pieces in file order, each retried on its own.
+
+* **Each piece through `/resolve`.** A piece asks the Hub's resolve URL with its own `Range` and
+  follows that answer's `Location`: the Hub's CDN signs its URLs for the range asked at /resolve and
+  for a short time (another range, or an expired URL, gets 403). So a signed URL is never reused for
+  another range, and a 403 from the CDN sends the piece back to /resolve for a fresh one (it is not
+  an access refusal: those come from the Hub itself, with its error headers).
+* **Probe, then fan out.** The first request of a cut file is a probe: only when it comes back as a
+  proper `206` (a `Content-Range` where asked, a `Content-Length`) do the other pieces start. A `200`
+  to a ranged request (Range ignored) or no `Content-Length` makes the file one stream.
+* **Retries per piece**: resets, timeouts, cut or short bodies (a CDN edge may answer `206` with fewer
+  bytes than announced, even none), 5xx, 408 and 429 (`Retry-After`), with a bounded exponential
+  backoff, each retry asking only for what the piece still lacks.
+* **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (partial.Partial).
+* **Lock-safe**: one `filelock.FileLock` per content serialises processes and threads on a partial.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
+
+from .. import failures
+from ..progress import Progress
+from . import partial as partial_mod
+from .http import (
+    CONTENT_RANGE,
+    RETRYABLE_STATUS,
+    Client,
+    Fatal,
+    HttpRefused,
+    Response,
+    Retry,
+    describe,
+    drain,
+    origin,
+    where,
+)
+from .partial import Flusher, Partial, Piece
+from .segments import PrefixHasher, piece_size, plan
+
+CONNECTIONS = 16  # streams at once, across all files: 8 per big file was the suggestion; one file takes all
+BUFFER_SIZE = 1 << 20  # one stream's read buffer: 16 streams x 1 MiB, plus 8 MiB per file for the hash
+BACKOFF_BASE = 0.5  # seconds before the 2nd attempt; doubles each time ...
+BACKOFF_CAP = 8.0  # ... up to this
+RETRY_AFTER_CAP = 30.0  # a server's Retry-After is honoured up to this many seconds
+PROGRESS_RESET = 1 << 20  # an attempt that took a piece this much further starts a fresh retry budget
+POLL = 0.2  # how often a waiting thread looks at the cancel flag
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # posix path inside the repo, e.g. "model.pth"
+    size: int  # expected size in bytes
+    url: str  # the resolve URL (built by the caller)
+    sha256: str | None  # expected sha256 (LFS oid) when the Hub gives one
+    blob_sha1: str | None  # expected git blob sha1 for regular files
+
+
+@dataclass
+class FileResult:
+    path: str
+    size: int
+    sha256: str  # sha256 of the content (always computed)
+    verified: bool  # True when checked against sha256 or blob_sha1 from the Hub
+    fetched_bytes: int  # bytes received over the network in this run
+    resumed_from: int  # bytes reused from a partial file of an earlier run
+
+
+class Cancelled(Exception):
+    """The transfer was stopped because another file failed or the user interrupted."""
+
+
+def _sleep(seconds: float, cancel: threading.Event) -> None:
+    """Backoff sleep; tests replace it to record the delays instead of waiting."""
+    if cancel.wait(seconds):
+        raise Cancelled()
+
+
+def content_key(rf: RemoteFile) -> str:
+    return partial_mod.content_key(rf.sha256, rf.blob_sha1, rf.url, rf.size)
+
+
+def safe_dest(local_dir: Path, path: str) -> Path:
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or any(part in ("", ".", "..") for part in path.split("/")):
+        raise failures.unsafe_path(path)
+    return local_dir.joinpath(*pure.parts)
+
+
+def _range_header(start: int, end: int, size: int) -> str:
+    return f"bytes={start}-" if end >= size else f"bytes={start}-{end - 1}"
+
+
+class _Job:
+    """One file: its lock, partial, pieces, hash and state. Every method runs under the pool's lock
+    except `wrote` (the streams' hot path, under the job's own) and `finish`."""
+
+    def __init__(self, rf: RemoteFile, dest: Path, work_dir: Path, connections: int, progress: Progress) -> None:
+        self.rf = rf
+        self.dest = dest
+        self.key = content_key(rf)
+        self.work_dir = work_dir
+        self.cut = piece_size(rf.size, connections)
+        self.progress = progress
+        self.marker = partial_mod.marker_path(work_dir, self.key, rf.path)
+        # Not thread-local: the lock is taken by a stream and released by whichever thread closes the job.
+        self.lock = FileLock(str(work_dir / "locks" / f"{self.key}.lock"), thread_local=False)
+        self.state = "wait"  # wait (for the lock) → probe | single | ranged → done
+        self.partial = Partial(work_dir / "partial" / f"{self.key}.part", rf.size)
+        self.pieces: list[Piece] = []
+        self.inflight: set[int] = set()  # ids of pieces a stream holds
+        self.held: dict[int, Piece] = {}  # a stream's first piece → the one it holds now (after a restart)
+        self.first_open = 0  # pieces before this index are complete
+        self.hasher: PrefixHasher | None = None
+        self.flusher: Flusher | None = None
+        self.finishing = False
+        self.fresh_retry_done = False
+        self.restarted_416 = False
+        self.resumed_from = 0
+        self.fetched = 0
+        self.result: FileResult | None = None
+        self._wlock = threading.Lock()
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def activate(self) -> bool:
+        """Take the lock if free; then either the file is already complete or its pieces are planned."""
+        try:
+            self.lock.acquire(timeout=0)
+        except LockTimeout:
+            return False
+        except OSError as exc:
+            raise partial_mod.disk_failure(exc, self.work_dir / "locks", 0) from None
+        done = partial_mod.read_marker(self.marker, self.rf.path, self.rf.size, self.dest)
+        if done is not None:  # completed by another process while we waited, or by an earlier run
+            self.progress.start_file(self.rf.path, self.rf.size, self.rf.size)
+            self._done(FileResult(self.rf.path, self.rf.size, done[0], done[1], 0, 0))
+            return True
+        ranges = self.partial.open()
+        self.resumed_from = sum(b - a for a, b in ranges)
+        self.progress.start_file(self.rf.path, self.rf.size, self.resumed_from)
+        self._plan(ranges, single=False)
+        return True
+
+    def _plan(self, done: list[tuple[int, int]], single: bool) -> None:
+        self.pieces = plan(self.rf.size, done, 0 if single else self.cut)
+        self.partial.plan(self.pieces)
+        self.inflight.clear()
+        self.first_open = 0
+        self.finishing = False
+        open_pieces = sum(1 for p in self.pieces if not p.complete)
+        self.state = "probe" if self.cut and not single and open_pieces > 1 else "single"
+        if self.hasher is not None:
+            self.hasher.stop()
+        self.hasher = PrefixHasher(self.partial.fd, self.rf.size, self.rf.sha256 is None and bool(self.rf.blob_sha1))
+        if self.flusher is None and self.rf.size > partial_mod.FLUSH_EVERY:
+            self.flusher = Flusher(self.partial.fd, self._hashed)
+        self._advance_prefix()
+
+    def _hashed(self) -> int:
+        hasher = self.hasher
+        return hasher.hashed if hasher is not None else 0
+
+    def restart(self, single: bool) -> None:
+        """Throw the partial's bytes away and plan the file anew (no other piece may be in flight)."""
+        self.partial.truncate()
+        with self._wlock:
+            have = sum(p.done for p in self.pieces)
+        self.progress.advance(self.rf.path, -have)
+        self.resumed_from = 0
+        self._plan([], single)
+
+    def _done(self, result: FileResult) -> None:
+        self.result = result
+        self.state = "done"
+        self.close()
+
+    def close(self) -> None:
+        """Stop the helpers, close the partial (kept for the next run unless discarded), release the lock."""
+        if self.flusher is not None:
+            self.flusher.stop()  # before the fd is closed
+            self.flusher = None
+        if self.hasher is not None:
+            self.hasher.stop()
+            self.hasher = None
+        self.partial.close()
+        if self.lock.is_locked:
+            self.lock.release()
+        if self.state != "wait":
+            self.progress.end_file(self.rf.path)
+        if self.state != "done":
+            self.state = "closed"
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    def take(self) -> Piece | None:
+        if self.state not in ("probe", "single", "ranged"):
+            return None
+        if self.state in ("probe", "single") and self.inflight:
+            return None
+        for p in self.pieces[self.first_open :]:
+            if not p.complete and id(p) not in self.inflight:
+                self.inflight.add(id(p))
+                return p
+        return None
+
+    def ready_to_finish(self) -> bool:
+        if self.state in ("probe", "single", "ranged") and not self.finishing and not self.inflight:
+            if all(p.complete for p in self.pieces):
+                self.finishing = True
+                return True
+        return False
+
+    def wrote(self, piece: Piece, n: int) -> None:
+        """`n` more bytes of `piece` are on disk: record them, count them, feed the hash."""
+        with self._wlock:
+            piece.done += n
+            self.fetched += n
+        self.partial.note(piece)
+        self.progress.advance(self.rf.path, n)
+        self._advance_prefix()
+        if self.flusher is not None:
+            try:
+                self.flusher.wrote(n)
+            except OSError as exc:
+                raise partial_mod.disk_failure(exc, self.partial.path.parent, self.rf.size) from None
+
+    def _advance_prefix(self) -> None:
+        with self._wlock:
+            i = self.first_open
+            while i < len(self.pieces) and self.pieces[i].complete:
+                i += 1
+            self.first_open = i
+            prefix = self.rf.size if i >= len(self.pieces) else self.pieces[i].start + self.pieces[i].done
+            hasher = self.hasher
+        if hasher is not None:
+            hasher.reach(prefix)
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def finish(self, cancel: threading.Event) -> bool:
+        """Verify the complete partial and move it into place. False: it was planned anew (fetch again)."""
+        hasher = self.hasher
+        assert hasher is not None
+        hasher.wait(cancel)
+        if cancel.is_set():
+            raise Cancelled()
+        if hasher.error is not None:
+            raise partial_mod.disk_failure(hasher.error, self.partial.path.parent, self.rf.size)
+        got = hasher.sha256.hexdigest()
+        mismatch: tuple[str, str, str] | None = None
+        if self.rf.sha256 is not None:
+            if got != self.rf.sha256.lower():
+                mismatch = ("sha256", self.rf.sha256.lower(), got)
+        elif hasher.sha1 is not None and self.rf.blob_sha1 is not None:
+            got1 = hasher.sha1.hexdigest()
+            if got1 != self.rf.blob_sha1.lower():
+                mismatch = ("git blob sha1", self.rf.blob_sha1.lower(), got1)
+        if mismatch is not None:
+            if self.resumed_from and not self.fresh_retry_done:
+                # The bad bytes may be an earlier run's (a crash or power cut can leave garbage where
+                # the record said data was): fetch it once more from scratch before blaming the server.
+                self.fresh_retry_done = True
+                self.restart(single=False)
+                return False
+            raise self.integrity(failures.hash_mismatch(self.rf.path, *mismatch))
+        verified = self.rf.sha256 is not None or hasher.sha1 is not None
+        if self.flusher is not None:
+            self.flusher.stop()
+            self.flusher = None
+        hasher.stop()
+        self.hasher = None
+        self.partial.finish(self.dest)
+        partial_mod.write_marker(self.marker, self.rf.path, self.dest, got, verified)
+        self._done(FileResult(self.rf.path, self.rf.size, got, verified, self.fetched, self.resumed_from))
+        return True
+
+    def integrity(self, failure: failures.Failure) -> failures.Failure:
+        """The bytes are not the expected ones: they never reach dest and the partial goes."""
+        if self.hasher is not None:
+            self.hasher.stop()
+            self.hasher = None
+        if self.flusher is not None:
+            self.flusher.stop()
+            self.flusher = None
+        self.partial.discard()
+        return failure
+
+
+class _Pool:
+    def __init__(
+        self,
+        jobs: list[_Job],
+        headers: Mapping[str, str],
+        endpoint: str,
+        connections: int,
+        retries: int,
+        timeout: float,
+        cancel: threading.Event,
+    ) -> None:
+        self.jobs = jobs
+        self.headers = {k: v for k, v in headers.items() if k.lower() not in ("range", "accept-encoding", "host")}
+        self.headers["Accept-Encoding"] = "identity"
+        self.endpoint = endpoint
+        self.connections = max(1, connections)
+        self.retries = max(1, retries)
+        self.timeout = timeout
+        self.cancel = cancel
+        self.cond = threading.Condition()
+        self.error: BaseException | None = None
+        self.clients: list[Client] = []
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._worker, name=f"gatedfetch-stream-{i}", daemon=True)
+            for i in range(self.connections)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(POLL)
+        except BaseException:  # KeyboardInterrupt in the main thread: stop the streams, then re-raise
+            self._fail(Cancelled())
+            for t in threads:
+                t.join()
+            raise
+        finally:
+            with self.cond:
+                for job in self.jobs:
+                    if job.state != "done":
+                        job.close()
+        if self.error is not None:
+            raise self.error
+
+    def _fail(self, exc: BaseException) -> None:
+        with self.cond:
+            if self.error is None and not isinstance(exc, Cancelled):
+                self.error = exc
+            self.cancel.set()
+            self.cond.notify_all()
+            clients = list(self.clients)
+        for c in clients:
+            c.abort()
+
+    def _take(self) -> tuple[_Job, Piece | None] | None:
+        """The next piece to fetch, or a job ready to verify (piece None); None when all is done."""
+        with self.cond:
+            while not self.cancel.is_set():
+                pending = False
+                for job in self.jobs:
+                    if job.state == "wait" and not job.activate():
+                        pending = True
+                        continue
+                    if job.state in ("done", "closed"):
+                        continue
+                    pending = True
+                    if job.ready_to_finish():
+                        return job, None
+                    piece = job.take()
+                    if piece is not None:
+                        return job, piece
+                if not pending:
+                    return None
+                self.cond.wait(POLL)
+        return None
+
+    def _worker(self) -> None:
+        client = Client(self.timeout)
+        with self.cond:
+            self.clients.append(client)
+        buf = memoryview(bytearray(BUFFER_SIZE))
+        try:
+            while (task := self._take()) is not None:
+                job, piece = task
+                if piece is None:
+                    if not job.finish(self.cancel):
+                        with self.cond:
+                            self.cond.notify_all()
+                    continue
+                self._fetch_piece(client, job, piece, buf)
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            client.close()
+
+    def _fetch_piece(self, client: Client, job: _Job, piece: Piece, buf: memoryview) -> None:
+        try:
+            self._retry_loop(client, job, piece, buf)
+        except BaseException as exc:
+            self._fail(exc)  # before the piece is let go: no other stream may take it up again
+            raise
+        finally:
+            with self.cond:
+                job.inflight.discard(id(piece))
+                job.inflight.discard(id(job.held.pop(id(piece), piece)))
+                self.cond.notify_all()
+
+    def _retry_loop(self, client: Client, job: _Job, piece: Piece, buf: memoryview) -> None:
+        first = piece
+        fails = 0
+        best = piece.done
+        while not piece.complete:
+            if self.cancel.is_set():
+                raise Cancelled()
+            try:
+                held = self._attempt(client, job, piece, buf)
+                if held is None:
+                    return
+                if held is not piece:  # the file became one stream from byte 0: this stream holds it
+                    with self.cond:
+                        job.inflight.discard(id(piece))
+                        job.inflight.add(id(held))
+                        job.held[id(first)] = held
+                    piece = held
+            except Fatal as exc:
+                raise failures.hub_unreachable(self.endpoint, str(exc)) from None
+            except Retry as exc:
+                # An attempt that took the piece further than ever proves the link works: the budget
+                # restarts (as huggingface_hub does), so a long download over a flaky link is not cut
+                # short. Still bounded: each such attempt must push the high-water mark on by at least
+                # PROGRESS_RESET bytes (a server that ignores Range and resets every time cannot loop forever).
+                if piece.done >= best + PROGRESS_RESET:
+                    fails = 0
+                best = max(best, piece.done)
+                fails += 1
+                if fails >= self.retries:
+                    cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
+                    raise failures.hub_unreachable(self.endpoint, cause) from None
+                if exc.fresh_url:
+                    continue  # an expired or refused signed URL: a fresh one from /resolve, at once
+                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (fails - 1))
+                if exc.retry_after is not None:
+                    delay = min(RETRY_AFTER_CAP, exc.retry_after)
+                _sleep(delay, self.cancel)
+
+    def _attempt(self, client: Client, job: _Job, piece: Piece, buf: memoryview) -> Piece | None:
+        """One request for what `piece` lacks. Returns the piece this stream now holds (None: it gave it
+        up because the file was planned anew); raises Retry for what another attempt may fix."""
+        rf = job.rf
+        start = piece.start + piece.done
+        hdrs = dict(self.headers)
+        ranged = start > 0 or piece.end < rf.size
+        if ranged:
+            hdrs["Range"] = _range_header(start, piece.end, rf.size)
+        resp = client.open(rf.url, hdrs)
+        try:
+            status, at = resp.status, where(resp.url)
+            if status in (200, 206):
+                encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise Fatal(f"{at} sent the file with Content-Encoding {encoding}, not as is")
+                length = resp.headers.get("content-length", "").strip()
+                if status == 200:
+                    if length.isdigit() and int(length) != rf.size:
+                        raise job.integrity(failures.size_mismatch(rf.path, rf.size, int(length)))
+                    if ranged:  # the Range was ignored: the body is the whole file from byte 0
+                        if job.state == "ranged":
+                            raise Retry(f"{at} ignored the Range of a piece")
+                        with self.cond:
+                            job.restart(single=True)
+                            piece = job.pieces[0]
+                            job.inflight.add(id(piece))
+                    end = rf.size
+                else:
+                    m = CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
+                    if m is None:
+                        raise Retry(f"206 without a valid Content-Range from {at}")
+                    if m.group(3) != "*" and int(m.group(3)) != rf.size:
+                        raise job.integrity(failures.size_mismatch(rf.path, rf.size, int(m.group(3))))
+                    if int(m.group(1)) != start or int(m.group(2)) < start:
+                        if job.state == "ranged":
+                            raise Retry(f"{at} answered another range than the one asked")
+                        with self.cond:  # not the range we asked for: start over from byte 0
+                            job.restart(single=True)
+                        return None
+                    if not length.isdigit() and job.state == "probe":
+                        with self.cond:  # can't tell a cut body from a whole one: one stream for this file
+                            job._plan(self._on_disk(job), single=True)
+                        return None
+                    end = min(piece.end, int(m.group(2)) + 1)
+                if job.state == "probe":
+                    with self.cond:
+                        job.state = "ranged"
+                        self.cond.notify_all()
+                self._read(resp, job, piece, end, buf, bounded=length.isdigit(), at=at)
+                return piece
+            if status == 416 and start and job.state != "ranged" and not job.restarted_416:
+                job.restarted_416 = True
+                with self.cond:
+                    job.restart(single=True)
+                return None
+            retry_after = resp.headers.get("retry-after", "").strip()
+            if status == 403 and origin(resp.url) != origin(rf.url):
+                raise Retry(f"403 from the CDN {at} (signed URL expired or refused)", fresh_url=True)
+            if status in RETRYABLE_STATUS or status >= 500:
+                raise Retry(
+                    f"{status} {resp.reason} from {at}".replace("  ", " "),
+                    float(retry_after) if retry_after.isdigit() else None,
+                )
+            if 400 <= status < 500:
+                raise HttpRefused(status, resp.headers, resp.url)
+            raise Retry(f"unexpected answer {status} {resp.reason} from {at}")
+        finally:
+            if resp.status in (200, 206):
+                resp.release()  # the connection is kept only when the body was read to its end
+            else:
+                drain(resp)
+
+    @staticmethod
+    def _on_disk(job: _Job) -> list[tuple[int, int]]:
+        return partial_mod.merge([(p.start, p.start + p.done) for p in job.pieces])
+
+    def _read(
+        self, resp: Response, job: _Job, piece: Piece, end: int, buf: memoryview, *, bounded: bool, at: str
+    ) -> None:
+        """Read the body into `piece` up to `end`, writing each slice at its offset as it comes."""
+        rf = job.rf
+        pos = piece.start + piece.done
+        # Without a Content-Length, ask for one byte more than the file can hold: a server that sends
+        # more than the expected size is caught.
+        extra = 0 if bounded or end < rf.size else 1
+        while pos < end:
+            want = min(len(buf), end - pos + extra)
+            try:
+                n = resp.readinto(buf[:want])
+            except (OSError, http.client.HTTPException) as exc:
+                raise Retry(f"{describe(exc)} after {pos} of {rf.size} bytes ({at})") from None
+            if not n:
+                break
+            if pos + n > rf.size:
+                raise job.integrity(failures.size_mismatch(rf.path, rf.size, pos + n))
+            job.partial.write(pos, buf[:n])
+            job.wrote(piece, n)
+            pos += n
+            if self.cancel.is_set():
+                raise Cancelled()
+        if pos < end:
+            raise Retry(f"the body stopped at {pos} of {rf.size} bytes ({at})")
+
+
+def fetch_all(
+    files: Sequence[RemoteFile],
+    local_dir: Path,
+    work_dir: Path,
+    headers: Mapping[str, str],
+    *,
+    progress: Progress,
+    endpoint: str,
+    connections: int = CONNECTIONS,
+    retries: int = 5,
+    timeout: float = 30.0,
+    dests: Sequence[Path] | None = None,
+) -> list[FileResult]:
+    """Fetch `files` into `local_dir`, verified, biggest first; results in input order.
+
+    Raises a `failures.Failure` (integrity, hub unreachable, disk), `HttpRefused` for a 4xx the caller
+    classifies; the first failure stops the other streams (partials stay for the next run). So does a
+    KeyboardInterrupt, re-raised once the streams have stopped."""
+    targets = list(dests) if dests is not None else [safe_dest(local_dir, rf.path) for rf in files]
+    try:
+        for folder in ("partial", "locks", "done"):
+            (work_dir / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise partial_mod.disk_failure(exc, work_dir, sum(rf.size for rf in files)) from None
+    progress.plan(sum(rf.size for rf in files))
+    order = sorted(range(len(files)), key=lambda i: -files[i].size)
+    jobs = [_Job(files[i], targets[i], work_dir, connections, progress) for i in order]
+    _Pool(jobs, headers, endpoint, connections, retries, timeout, threading.Event()).run()
+    by_path = {id(job.rf): job.result for job in jobs}
+    results = [by_path[id(rf)] for rf in files]
+    return [r for r in results if r is not None]
+
+
+def fetch_file(
+    rf: RemoteFile,
+    dest: Path,
+    work_dir: Path,
+    headers: Mapping[str, str],
+    *,
+    progress: Progress,
+    endpoint: str,
+    connections: int = CONNECTIONS,
+    retries: int = 5,
+    timeout: float = 30.0,
+) -> FileResult:
+    """Fetch one file into `dest` (see fetch_all)."""
+    results = fetch_all(
+        [rf], dest.parent, work_dir, headers, progress=progress, endpoint=endpoint,
+        connections=connections, retries=retries, timeout=timeout, dests=[dest],
+    )
+    return results[0]
+

@@ -1,0 +1,323 @@
+"""A big file over several streams, against the test Hub's CDN model: signed URLs bound to the range
+asked at /resolve and to a lifetime, cuts and short answers in several pieces, a server that ignores
+Range, a kill with pieces in flight, a flipped byte, one stream on request, and the token kept from
+the CDN. First through the transfer package, then through `bash setup.sh` as a user runs it."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gatedfetch import failures
+from gatedfetch.progress import make_progress
+from gatedfetch.transfer import FileResult, RemoteFile, fetch_file
+from gatedfetch.transfer import fetch as fetch_mod
+from gatedfetch.transfer import segments
+from gatedfetch.transfer.partial import bytes_on_disk
+from tests.conftest import MODEL, Env, copy_project
+from tests.hub import TOKENS, TestHub, default_world
+
+BIG = 24 * 1024 * 1024 + 4321  # 6 pieces at the default minimum piece size, 24 at 1 MiB
+TOKEN = TOKENS["accepted_read"]
+
+
+@pytest.fixture(scope="module")
+def big_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bighub")
+
+
+@pytest.fixture
+def hub(big_data: Path) -> Iterator[TestHub]:
+    with TestHub(default_world(data_dir=big_data, big_size=BIG)) as h:
+        yield h
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """1 MiB pieces (24 of them), 64 KiB reads, and recorded near-instant backoff."""
+    sleeps: list[float] = []
+
+    def record(seconds: float, cancel: object) -> None:
+        sleeps.append(seconds)
+        time.sleep(min(seconds, 0.01))
+
+    monkeypatch.setattr(segments, "MIN_PIECE", 1 << 20)
+    monkeypatch.setattr(fetch_mod, "BUFFER_SIZE", 64 * 1024)
+    monkeypatch.setattr(fetch_mod, "_sleep", record)
+    return sleeps
+
+
+def remote(hub: TestHub) -> RemoteFile:
+    spec = hub.repo(MODEL).files()["model.pth"]
+    url = f"{hub.url}/{MODEL}/resolve/{hub.repo(MODEL).commit()}/model.pth"
+    return RemoteFile("model.pth", spec.size, url, spec.sha256, None)
+
+
+def fetch(hub: TestHub, out: Path, **kw: object) -> FileResult:
+    rf = remote(hub)
+    kw.setdefault("progress", make_progress("quiet"))
+    return fetch_file(rf, out / "model.pth", out / ".gatedfetch", {"authorization": f"Bearer {TOKEN}"},
+                      endpoint=hub.url, **kw)  # type: ignore[arg-type]
+
+
+def content(hub: TestHub) -> bytes:
+    return hub.repo(MODEL).files()["model.pth"].data_path.read_bytes()
+
+
+def cdn_gets(hub: TestHub) -> list[tuple[str | None, int]]:
+    sha = hub.repo(MODEL).files()["model.pth"].sha256
+    return [(q.headers.get("range"), q.status) for q in hub.requests
+            if q.server == "cdn" and q.method == "GET" and sha in q.path]
+
+
+def resolve_gets(hub: TestHub) -> list[str | None]:
+    return [q.headers.get("range") for q in hub.requests
+            if q.server == "hub" and q.method == "GET" and "/resolve/" in q.path and q.path.endswith("/model.pth")]
+
+
+# --- through the package ------------------------------------------------------------------------
+
+
+def test_pieces_each_resolve_their_own_range_and_the_cdn_never_refuses(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    r = fetch(hub, tmp_path)
+    assert r.verified and r.fetched_bytes == BIG
+    assert (tmp_path / "model.pth").read_bytes() == content(hub)
+    gets = cdn_gets(hub)
+    assert len(gets) == 24 and all(status == 206 for _, status in gets)
+    # every CDN request asked exactly the range its own /resolve asked (a signed URL is never reused)
+    assert Counter(rng for rng, _ in gets) == Counter(resolve_gets(hub))
+    assert all(rng and re.fullmatch(r"bytes=\d+-(\d+)?", rng) for rng, _ in gets)
+
+
+def test_the_cdn_never_sees_the_token(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
+    fetch(hub, tmp_path)
+    cdn = [q for q in hub.requests if q.server == "cdn"]
+    hub_side = [q for q in hub.requests if q.server == "hub"]
+    assert cdn and all("authorization" not in q.headers for q in cdn)
+    assert hub_side and all(q.headers.get("authorization") == f"Bearer {TOKEN}" for q in hub_side)
+
+
+def test_a_signed_url_used_for_another_range_is_refused_by_the_test_cdn(hub: TestHub) -> None:
+    """The model holds: a URL signed for one range gets 403 for another (so the test above can fail)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    rf = remote(hub)
+    p = urlsplit(rf.url)
+    conn = http.client.HTTPConnection(p.hostname or "", p.port)
+    conn.request("GET", p.path, headers={"authorization": f"Bearer {TOKEN}", "range": "bytes=0-99"})
+    location = conn.getresponse().getheader("location") or ""
+    c = urlsplit(location)
+    cdn = http.client.HTTPConnection(c.hostname or "", c.port)
+    cdn.request("GET", f"{c.path}?{c.query}", headers={"range": "bytes=100-199"})
+    answer = cdn.getresponse()
+    assert answer.status == 403 and b"invalid range" in answer.read()
+    cdn.request("GET", f"{c.path}?{c.query}", headers={"range": "bytes=0-99"})
+    assert cdn.getresponse().status == 206
+
+
+def test_a_cdn_403_sends_the_piece_back_to_resolve_at_once(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    hub.add_fault("model.pth", server="cdn", status=403, times=3)
+    r = fetch(hub, tmp_path)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert [s for _, s in cdn_gets(hub)].count(403) == 3
+    assert len(resolve_gets(hub)) == 24 + 3
+    assert small_pieces == []  # a fresh URL needs no backoff
+
+
+def test_expired_urls_end_as_unreachable_not_as_an_access_refusal(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    hub.settings.cdn_url_ttl = -1  # every signed URL is born expired
+    with pytest.raises(failures.HubUnreachable, match=r"403 from the CDN .* after 5 attempts"):
+        fetch(hub, tmp_path)
+    assert not (tmp_path / "model.pth").exists()
+
+
+def test_cuts_in_several_pieces_resume_each_piece_where_it_stopped(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    hub.add_fault("model.pth", server="cdn", close_after=300_000, times=4)
+    hub.add_fault("model.pth", server="cdn", reset_after=200_000, times=2)
+    r = fetch(hub, tmp_path)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    starts = [int(rng.split("=")[1].split("-")[0]) for rng, _ in cdn_gets(hub) if rng]
+    mid_piece = [s for s in starts if s % (1 << 20)]
+    assert len(mid_piece) >= 4  # the cut pieces asked only for what they lacked
+    assert hub.bytes_sent("model.pth") <= BIG + 6 * 300_000
+
+
+def test_short_and_empty_206_answers_are_completed(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
+    hub.add_fault("model.pth", server="cdn", short=100_000, times=3)
+    hub.add_fault("model.pth", server="cdn", close_after=0, times=2)
+    r = fetch(hub, tmp_path)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+
+
+def test_5xx_and_429_in_pieces_are_retried_with_retry_after(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    hub.add_fault("model.pth", server="cdn", status=503, times=2)
+    hub.add_fault("model.pth", server="cdn", status=429, retry_after=3, times=1)
+    r = fetch(hub, tmp_path)
+    assert r.verified
+    assert 3.0 in small_pieces and len(small_pieces) == 3
+
+
+def test_a_200_to_a_ranged_request_falls_back_to_one_stream(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    hub.settings.ignore_range = True
+    r = fetch(hub, tmp_path)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert [s for _, s in cdn_gets(hub)] == [200]  # the probe's whole-file answer was used, no other piece began
+
+
+def test_no_content_length_falls_back_to_one_stream(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
+    hub.settings.no_content_length = True
+    r = fetch(hub, tmp_path)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    ranges = [rng for rng, _ in cdn_gets(hub)]
+    assert ranges == ["bytes=0-1048575", None]  # the probe, then the whole file in one request
+
+
+def test_a_flipped_byte_in_one_piece_fails_and_nothing_is_kept(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    hub.add_fault("model.pth", server="cdn", flip_at=13 * (1 << 20) + 77, times=None)
+    with pytest.raises(failures.IntegrityFailure, match="sha256"):
+        fetch(hub, tmp_path)
+    assert not (tmp_path / "model.pth").exists()
+    assert list((tmp_path / ".gatedfetch" / "partial").iterdir()) == []
+
+
+def test_one_connection_is_one_request_without_range(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
+    r = fetch(hub, tmp_path, connections=1)
+    assert r.verified and cdn_gets(hub) == [(None, 200)]
+
+
+def test_progress_counts_every_piece_in_one_line_per_step(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    stream = io.StringIO()
+    fetch(hub, tmp_path, progress=make_progress("lines", stream))
+    lines = stream.getvalue().splitlines()
+    assert all(line.startswith("model.pth: ") for line in lines) and len(lines) <= 12
+    assert lines[-1].startswith("model.pth: 100% 25/25 MB")
+
+
+def test_resume_keeps_every_recorded_piece(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
+    # A first run stopped part-way: after 0.5 s every new request to the CDN fails.
+    hub.settings.throttle_bps = 1_000_000  # a 1 MiB piece takes ~1 s
+    timer = threading.Timer(0.5, lambda: hub.add_fault("model.pth", server="cdn", status=500, times=None))
+    timer.start()
+    with pytest.raises(failures.HubUnreachable):
+        fetch(hub, tmp_path, retries=2)
+    timer.join()
+    sha = remote(hub).sha256 or ""
+    kept = bytes_on_disk(tmp_path / ".gatedfetch", sha, BIG)
+    assert 0 < kept < BIG
+    hub.clear_faults()
+    hub.settings.throttle_bps = None
+    hub.clear_requests()
+    r = fetch(hub, tmp_path)
+    assert r.verified and r.resumed_from == kept and r.fetched_bytes == BIG - kept
+    assert hub.bytes_sent("model.pth") <= 1.05 * (BIG - kept)
+
+
+# --- through setup.sh ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def big_env(tmp_path: Path, hub: TestHub) -> Env:
+    project = copy_project(tmp_path / "project")
+    home = tmp_path / "home"
+    home.mkdir()
+    return Env(project=project, home=home, hub=hub, out_dir=tmp_path / "out")
+
+
+def test_setup_kill_with_pieces_in_flight_then_rerun_fetches_only_what_is_missing(big_env: Env) -> None:
+    env = big_env
+    env.hub.settings.throttle_bps = 2_000_000  # 6 pieces at 2 MB/s each: ~2 s for the file
+    environ = dict(env.base_environ(), HF_TOKEN=TOKEN)
+    proc = subprocess.Popen(
+        ["bash", str(env.project / "setup.sh"), "--local-dir", str(env.out_dir)],
+        env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    sha = remote(env.hub).sha256 or ""
+    work = env.out_dir / ".gatedfetch"
+    deadline = time.monotonic() + 60
+    while bytes_on_disk(work, sha, BIG) < BIG // 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = bytes_on_disk(work, sha, BIG)
+    assert BIG // 3 <= kept < BIG
+    in_flight = [rng for rng, _ in cdn_gets(env.hub)]
+    assert len(in_flight) >= 3  # several pieces were being fetched at once
+    env.hub.settings.throttle_bps = None
+    env.hub.clear_requests()
+    r = env.run("--json", env={"HF_TOKEN": TOKEN})
+    assert r.code == 0, r.err
+    assert (env.out_dir / "model.pth").read_bytes() == content(env.hub)
+    doc = {f["path"]: f for f in r.json()["files"]}
+    assert doc["model.pth"]["resumed_from"] == kept and doc["model.pth"]["fetched_bytes"] == BIG - kept
+    assert env.hub.bytes_sent(sha) <= 1.05 * (BIG - kept)
+    assert list((work / "partial").iterdir()) == []
+
+
+def test_setup_flipped_byte_in_a_piece_exits_8_and_keeps_nothing(big_env: Env) -> None:
+    big_env.hub.add_fault("model.pth", server="cdn", flip_at=9 * (1 << 20) + 5, times=None)
+    r = big_env.run(env={"HF_TOKEN": TOKEN})
+    assert r.code == 8, r.err
+    assert "model.pth" in r.err and "sha256" in r.err
+    assert not (big_env.out_dir / "model.pth").exists()
+    assert list((big_env.out_dir / ".gatedfetch" / "partial").iterdir()) == []
+
+
+def test_setup_connections_1_fetches_each_file_in_one_request(big_env: Env) -> None:
+    r = big_env.run("--connections", "1", env={"HF_TOKEN": TOKEN})
+    assert r.code == 0, r.err
+    assert cdn_gets(big_env.hub) == [(None, 200)]
+
+
+def test_setup_takes_the_connections_from_the_environment(big_env: Env) -> None:
+    r = big_env.run(env={"HF_TOKEN": TOKEN, "GATEDFETCH_CONNECTIONS": "1"})
+    assert r.code == 0, r.err
+    assert cdn_gets(big_env.hub) == [(None, 200)]
+
+
+@pytest.mark.parametrize(("args", "extra", "named"), [
+    (("--connections", "0"), {}, "--connections '0'"),
+    (("--connections", "many"), {}, "--connections 'many'"),
+    ((), {"GATEDFETCH_CONNECTIONS": "999"}, "GATEDFETCH_CONNECTIONS '999'"),
+])
+def test_setup_bad_connection_counts_are_usage_errors(
+    big_env: Env, args: tuple[str, ...], extra: dict[str, str], named: str
+) -> None:
+    r = big_env.run(*args, env={"HF_TOKEN": TOKEN, **extra})
+    assert r.code == 2 and named in r.err and "1 to 64" in r.err
+    assert big_env.hub.requests == []
+
+
+def test_setup_default_fetches_the_big_file_in_pieces_without_the_token_on_the_cdn(big_env: Env) -> None:
+    r = big_env.run(env={"HF_TOKEN": TOKEN})
+    assert r.code == 0, r.err
+    gets = cdn_gets(big_env.hub)
+    assert len(gets) == 6 and all(s == 206 for _, s in gets)
+    assert all("authorization" not in q.headers for q in big_env.hub.requests if q.server == "cdn")
