@@ -78,7 +78,9 @@ def ensure_aria2c() -> str | None:
     return shutil.which("aria2c")
 
 
-def start_hub(size: int, data_dir: Path, mbps: float, delay_ms: int) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+def start_hub(
+    size: int, data_dir: Path, mbps: float, delay_ms: int
+) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     argv = [sys.executable, str(ROOT / "tests" / "hub.py"), "--big-size", str(size), "--data-dir", str(data_dir),
             "--throttle-mbps", str(mbps), "--delay-ms", str(delay_ms)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)

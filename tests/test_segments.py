@@ -20,9 +20,8 @@ import pytest
 
 from gatedfetch import failures
 from gatedfetch.progress import make_progress
-from gatedfetch.transfer import FileResult, RemoteFile, fetch_file
+from gatedfetch.transfer import FileResult, RemoteFile, fetch_file, segments
 from gatedfetch.transfer import fetch as fetch_mod
-from gatedfetch.transfer import segments
 from gatedfetch.transfer.partial import bytes_on_disk
 from tests.conftest import MODEL, Env, copy_project
 from tests.hub import TOKENS, TestHub, default_world

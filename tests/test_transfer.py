@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from gatedfetch import failures, transfer
-from gatedfetch.transfer import fetch as fetch_mod
-from gatedfetch.transfer import partial as partial_mod
 from gatedfetch.progress import make_progress
 from gatedfetch.transfer import FileResult, HttpRefused, RemoteFile, fetch_all, fetch_file
+from gatedfetch.transfer import fetch as fetch_mod
+from gatedfetch.transfer import partial as partial_mod
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_TransferTestSecretToken0123456789"
