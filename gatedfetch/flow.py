@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import failures, manifest, prompt, tokens
@@ -108,11 +109,19 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
             rep.set(commit=snap.commit, user=previous.user or None, files=[_file_doc(e) for e in previous.files])
             rep.info(f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir}")
             return 0
-    who = hub.whoami(switch_hint(found))
+    # whoami and the revision's listing do not depend on each other: ask both at once (one round trip less).
+    # whoami's verdict comes first: an invalid token is the cause to name even when the listing failed too.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatedfetch-snapshot") as pool:
+        listing = pool.submit(hub.snapshot, opts.model, opts.revision)
+        try:
+            who = hub.whoami(switch_hint(found))
+        except BaseException:
+            listing.cancel()
+            raise
+        snap = listing.result()
     _report_identity(who, rep, hub)
     if found.kind == "prompt" and prompt.ask_yes("Save this token as your stored login (like `hf auth login`)?"):
         rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
-    snap = hub.snapshot(opts.model, opts.revision)
     for note in snap.notes:
         rep.warn(note)
     rep.set(commit=snap.commit)

@@ -15,6 +15,7 @@ of the file to hash after the last byte.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 
@@ -90,14 +91,7 @@ class PrefixHasher:
                 upto = self._target
             try:
                 while self.hashed < upto:
-                    want = min(len(buf), upto - self.hashed)
-                    n = os.preadv(self._fd, [view[:want]], self.hashed)
-                    if n <= 0:
-                        raise OSError(0, f"the partial ends at {self.hashed} bytes, before {upto}")
-                    chunk = view[:n]
-                    self.sha256.update(chunk)
-                    if self.sha1 is not None:
-                        self.sha1.update(chunk)
+                    n = self._hash_slice(upto, view)
                     with self._cond:
                         self.hashed += n
                         self._cond.notify_all()
@@ -106,6 +100,29 @@ class PrefixHasher:
                     self.error = exc
                     self._cond.notify_all()
                 return
+
+    def _hash_slice(self, upto: int, view: memoryview) -> int:
+        """Hash the next slice below `upto`; its length. Mapped, not copied: the bytes are hashed where
+        they lie in the page cache (a read-back would copy every byte once more)."""
+        start = self.hashed
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        length = min(upto, start + HASH_READ) - base
+        try:
+            mapped = mmap.mmap(self._fd, length, offset=base, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # a filesystem that cannot map: read it back instead
+            n = os.preadv(self._fd, [view[: min(len(view), upto - start)]], start)
+            if n <= 0:
+                raise OSError(0, f"the partial ends at {start} bytes, before {upto}") from None
+            self._update(view[:n])
+            return n
+        with mapped, memoryview(mapped) as whole, whole[start - base :] as chunk:
+            self._update(chunk)
+            return len(chunk)
+
+    def _update(self, chunk: memoryview) -> None:
+        self.sha256.update(chunk)
+        if self.sha1 is not None:
+            self.sha1.update(chunk)
 
     def wait(self, cancelled: threading.Event, poll: float = 0.2) -> None:
         """Block until every byte is hashed (or the hash failed, or `cancelled` is set)."""
