@@ -10,6 +10,7 @@ every file over `/resolve` (a redirect to its CDN, with Range), so that is the o
   http       the one transport: keep-alive connections, redirects, the token only to the Hub
   partial    one file's bytes on disk: the partial, its piece record, the move into place
   segments   how a file is cut into pieces; the hash that follows the contiguous prefix
+  job        one file being fetched: lock, partial, pieces, hash, state; its verification
   fetch      the pool of streams across files and pieces, the retry loop of one piece
 """
 
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .fetch import CONNECTIONS, Cancelled, FileResult, RemoteFile, content_key, fetch_all, fetch_file
+from .fetch import CONNECTIONS, fetch_all, fetch_file
 from .http import HttpRefused
+from .job import Cancelled, FileResult, RemoteFile, content_key
 from .partial import bytes_on_disk
 
 __all__ = [

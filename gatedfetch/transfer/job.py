@@ -1,0 +1,242 @@
+"""One file being fetched: its lock, its partial and pieces, the hash that follows them, and its state.
+
+A file goes `wait` (for its lock) → `probe` (one piece out, to learn whether the server honours Range)
+→ `ranged` (pieces handed to any stream) or `single` (one stream, one gap at a time) → `done`. The
+pool calls every method under its own lock except `wrote` (the streams' hot path) and `finish`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
+
+from .. import failures
+from ..progress import Progress
+from . import partial as partial_mod
+from .partial import Flusher, Partial, Piece
+from .segments import PrefixHasher, piece_size, plan
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # posix path inside the repo, e.g. "model.pth"
+    size: int  # expected size in bytes
+    url: str  # the resolve URL (built by the caller)
+    sha256: str | None  # expected sha256 (LFS oid) when the Hub gives one
+    blob_sha1: str | None  # expected git blob sha1 for regular files
+
+
+@dataclass
+class FileResult:
+    path: str
+    size: int
+    sha256: str  # sha256 of the content (always computed)
+    verified: bool  # True when checked against sha256 or blob_sha1 from the Hub
+    fetched_bytes: int  # bytes received over the network in this run
+    resumed_from: int  # bytes reused from a partial file of an earlier run
+
+
+class Cancelled(Exception):
+    """The transfer was stopped because another file failed or the user interrupted."""
+
+
+def content_key(rf: RemoteFile) -> str:
+    return partial_mod.content_key(rf.sha256, rf.blob_sha1, rf.url, rf.size)
+
+
+class Job:
+
+    def __init__(self, rf: RemoteFile, dest: Path, work_dir: Path, connections: int, progress: Progress) -> None:
+        self.rf = rf
+        self.dest = dest
+        self.key = content_key(rf)
+        self.work_dir = work_dir
+        self.cut = piece_size(rf.size, connections)
+        self.progress = progress
+        self.marker = partial_mod.marker_path(work_dir, self.key, rf.path)
+        # Not thread-local: the lock is taken by a stream and released by whichever thread closes the job.
+        self.lock = FileLock(str(work_dir / "locks" / f"{self.key}.lock"), thread_local=False)
+        self.state = "wait"  # wait (for the lock) → probe | single | ranged → done
+        self.partial = Partial(work_dir / "partial" / f"{self.key}.part", rf.size)
+        self.pieces: list[Piece] = []
+        self.inflight: set[int] = set()  # ids of pieces a stream holds
+        self.held: dict[int, Piece] = {}  # a stream's first piece → the one it holds now (after a restart)
+        self.first_open = 0  # pieces before this index are complete
+        self.hasher: PrefixHasher | None = None
+        self.flusher: Flusher | None = None
+        self.finishing = False
+        self.fresh_retry_done = False
+        self.restarted_416 = False
+        self.resumed_from = 0
+        self.fetched = 0
+        self.result: FileResult | None = None
+        self._wlock = threading.Lock()
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def activate(self) -> bool:
+        """Take the lock if free; then either the file is already complete or its pieces are planned."""
+        try:
+            self.lock.acquire(timeout=0)
+        except LockTimeout:
+            return False
+        except OSError as exc:
+            raise partial_mod.disk_failure(exc, self.work_dir / "locks", 0) from None
+        done = partial_mod.read_marker(self.marker, self.rf.path, self.rf.size, self.dest)
+        if done is not None:  # completed by another process while we waited, or by an earlier run
+            self.progress.start_file(self.rf.path, self.rf.size, self.rf.size)
+            self._done(FileResult(self.rf.path, self.rf.size, done[0], done[1], 0, 0))
+            return True
+        ranges = self.partial.open()
+        self.resumed_from = sum(b - a for a, b in ranges)
+        self.progress.start_file(self.rf.path, self.rf.size, self.resumed_from)
+        self._plan(ranges, single=False)
+        return True
+
+    def _plan(self, done: list[tuple[int, int]], single: bool) -> None:
+        self.pieces = plan(self.rf.size, done, 0 if single else self.cut)
+        self.partial.plan(self.pieces)
+        self.inflight.clear()
+        self.first_open = 0
+        self.finishing = False
+        open_pieces = sum(1 for p in self.pieces if not p.complete)
+        self.state = "probe" if self.cut and not single and open_pieces > 1 else "single"
+        if self.hasher is not None:
+            self.hasher.stop()
+        self.hasher = PrefixHasher(self.partial.fd, self.rf.size, self.rf.sha256 is None and bool(self.rf.blob_sha1))
+        if self.flusher is None and self.rf.size > partial_mod.FLUSH_EVERY:
+            self.flusher = Flusher(self.partial.fd, self._hashed)
+        self._advance_prefix()
+
+    def _hashed(self) -> int:
+        hasher = self.hasher
+        return hasher.hashed if hasher is not None else 0
+
+    def restart(self, single: bool) -> None:
+        """Throw the partial's bytes away and plan the file anew (no other piece may be in flight)."""
+        self.partial.truncate()
+        with self._wlock:
+            have = sum(p.done for p in self.pieces)
+        self.progress.advance(self.rf.path, -have)
+        self.resumed_from = 0
+        self._plan([], single)
+
+    def _done(self, result: FileResult) -> None:
+        self.result = result
+        self.state = "done"
+        self.close()
+
+    def close(self) -> None:
+        """Stop the helpers, close the partial (kept for the next run unless discarded), release the lock."""
+        if self.flusher is not None:
+            self.flusher.stop()  # before the fd is closed
+            self.flusher = None
+        if self.hasher is not None:
+            self.hasher.stop()
+            self.hasher = None
+        self.partial.close()
+        if self.lock.is_locked:
+            self.lock.release()
+        if self.state != "wait":
+            self.progress.end_file(self.rf.path)
+        if self.state != "done":
+            self.state = "closed"
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    def take(self) -> Piece | None:
+        if self.state not in ("probe", "single", "ranged"):
+            return None
+        if self.state in ("probe", "single") and self.inflight:
+            return None
+        for p in self.pieces[self.first_open :]:
+            if not p.complete and id(p) not in self.inflight:
+                self.inflight.add(id(p))
+                return p
+        return None
+
+    def ready_to_finish(self) -> bool:
+        if self.state in ("probe", "single", "ranged") and not self.finishing and not self.inflight:
+            if all(p.complete for p in self.pieces):
+                self.finishing = True
+                return True
+        return False
+
+    def wrote(self, piece: Piece, n: int) -> None:
+        """`n` more bytes of `piece` are on disk: record them, count them, feed the hash."""
+        with self._wlock:
+            piece.done += n
+            self.fetched += n
+        self.partial.note(piece)
+        self.progress.advance(self.rf.path, n)
+        self._advance_prefix()
+        if self.flusher is not None:
+            try:
+                self.flusher.wrote(n)
+            except OSError as exc:
+                raise partial_mod.disk_failure(exc, self.partial.path.parent, self.rf.size) from None
+
+    def _advance_prefix(self) -> None:
+        with self._wlock:
+            i = self.first_open
+            while i < len(self.pieces) and self.pieces[i].complete:
+                i += 1
+            self.first_open = i
+            prefix = self.rf.size if i >= len(self.pieces) else self.pieces[i].start + self.pieces[i].done
+            hasher = self.hasher
+        if hasher is not None:
+            hasher.reach(prefix)
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def finish(self, cancel: threading.Event) -> bool:
+        """Verify the complete partial and move it into place. False: it was planned anew (fetch again)."""
+        hasher = self.hasher
+        assert hasher is not None
+        hasher.wait(cancel)
+        if cancel.is_set():
+            raise Cancelled()
+        if hasher.error is not None:
+            raise partial_mod.disk_failure(hasher.error, self.partial.path.parent, self.rf.size)
+        got = hasher.sha256.hexdigest()
+        mismatch: tuple[str, str, str] | None = None
+        if self.rf.sha256 is not None:
+            if got != self.rf.sha256.lower():
+                mismatch = ("sha256", self.rf.sha256.lower(), got)
+        elif hasher.sha1 is not None and self.rf.blob_sha1 is not None:
+            got1 = hasher.sha1.hexdigest()
+            if got1 != self.rf.blob_sha1.lower():
+                mismatch = ("git blob sha1", self.rf.blob_sha1.lower(), got1)
+        if mismatch is not None:
+            if self.resumed_from and not self.fresh_retry_done:
+                # The bad bytes may be an earlier run's (a crash or power cut can leave garbage where
+                # the record said data was): fetch it once more from scratch before blaming the server.
+                self.fresh_retry_done = True
+                self.restart(single=False)
+                return False
+            raise self.integrity(failures.hash_mismatch(self.rf.path, *mismatch))
+        verified = self.rf.sha256 is not None or hasher.sha1 is not None
+        if self.flusher is not None:
+            self.flusher.stop()
+            self.flusher = None
+        hasher.stop()
+        self.hasher = None
+        self.partial.finish(self.dest)
+        partial_mod.write_marker(self.marker, self.rf.path, self.dest, got, verified)
+        self._done(FileResult(self.rf.path, self.rf.size, got, verified, self.fetched, self.resumed_from))
+        return True
+
+    def integrity(self, failure: failures.Failure) -> failures.Failure:
+        """The bytes are not the expected ones: they never reach dest and the partial goes."""
+        if self.hasher is not None:
+            self.hasher.stop()
+            self.hasher = None
+        if self.flusher is not None:
+            self.flusher.stop()
+            self.flusher = None
+        self.partial.discard()
+        return failure
