@@ -22,6 +22,7 @@ from gatedfetch import failures
 from gatedfetch.progress import make_progress
 from gatedfetch.transfer import FileResult, RemoteFile, fetch_file, segments
 from gatedfetch.transfer import fetch as fetch_mod
+from gatedfetch.transfer.job import Job
 from gatedfetch.transfer.partial import bytes_on_disk
 from tests.conftest import MODEL, Env, copy_project
 from tests.hub import TOKENS, TestHub, default_world
@@ -51,6 +52,7 @@ def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         time.sleep(min(seconds, 0.01))
 
     monkeypatch.setattr(segments, "MIN_PIECE", 1 << 20)
+    monkeypatch.setattr(fetch_mod, "FAST_STREAM", float("inf"))  # loopback is fast: fan out all the same
     monkeypatch.setattr(fetch_mod, "BUFFER_SIZE", 64 * 1024)
     monkeypatch.setattr(fetch_mod, "_sleep", record)
     return sleeps
@@ -202,6 +204,28 @@ def test_a_flipped_byte_in_one_piece_fails_and_nothing_is_kept(
         fetch(hub, tmp_path)
     assert not (tmp_path / "model.pth").exists()
     assert list((tmp_path / ".gatedfetch" / "partial").iterdir()) == []
+
+
+def test_a_fast_first_stream_fetches_the_file_alone_and_a_slow_one_fans_out(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    take = Job.take
+
+    def watch(self: Job) -> object:
+        piece = take(self)
+        seen.append(len(self.inflight))
+        return piece
+
+    monkeypatch.setattr(Job, "take", watch)
+    monkeypatch.setattr(fetch_mod, "FAST_STREAM", 0.0)  # every first stream counts as fast
+    assert fetch(hub, tmp_path / "fast").verified
+    assert max(seen) == 1
+    seen.clear()
+    monkeypatch.setattr(fetch_mod, "FAST_STREAM", float("inf"))  # every first stream counts as capped
+    hub.settings.throttle_bps = 20_000_000
+    assert fetch(hub, tmp_path / "slow").verified
+    assert max(seen) >= 8
 
 
 def test_one_connection_is_one_request_without_range(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:

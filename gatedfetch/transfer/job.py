@@ -64,6 +64,7 @@ class Job:
         self.partial = Partial(work_dir / "partial" / f"{self.key}.part", rf.size)
         self.pieces: list[Piece] = []
         self.inflight: set[int] = set()  # ids of pieces a stream holds
+        self.max_streams = 1 << 30  # how many of them at once (set when the probe's speed is known)
         self.held: dict[int, Piece] = {}  # a stream's first piece → the one it holds now (after a restart)
         self.first_open = 0  # pieces before this index are complete
         self.hasher: PrefixHasher | None = None
@@ -151,7 +152,7 @@ class Job:
     def take(self) -> Piece | None:
         if self.state not in ("probe", "single", "ranged"):
             return None
-        if self.state in ("probe", "single") and self.inflight:
+        if self.state in ("probe", "single") and self.inflight or len(self.inflight) >= self.max_streams:
             return None
         for p in self.pieces[self.first_open :]:
             if not p.complete and id(p) not in self.inflight:
