@@ -5,7 +5,7 @@ streams as the file has; `<key>.pieces` beside it records, per piece, how many b
 start are on disk. A stream updates its piece's counter (an 8-byte `pwrite`) right after each write
 of data, so a kill -9 at any moment leaves a record that claims only bytes already in the file (the
 page cache keeps both for the next run). A power cut may lose the last writes of both; the hash
-check at the end then sends the file back for one fresh download (see fetch.py). A partial without
+check at the end then sends the file back for one fresh download (see job.py). A partial without
 a record (an older version's, or one written by a single stream) counts as a prefix of its length.
 
 The key is the expected hash (or a digest of url+size when the Hub gives none), so bytes of another
