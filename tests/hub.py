@@ -1,14 +1,20 @@
 """A local test Hub on 127.0.0.1 that answers the real huggingface_hub client as huggingface.co does.
 
-Routes, headers and error headers follow HUB_PROTOCOL.md and huggingface_hub 2.4's own source:
-whoami-v2, auth-check, model info (by revision, with file metadata when `blobs=true`), tree (with
-`Link` paging), paths-info, HEAD/GET /resolve with X-Repo-Commit, ETag, X-Linked-Etag/X-Linked-Size,
-a 302 to a second server (the "CDN", another origin, so the client drops Authorization) for LFS
-files, Range on both servers, and the X-Error-Code / X-Error-Message pairs the client maps to its
-exceptions. Gated repos with per-user access states, token roles, switchable faults and settings.
+Routes, headers and error headers follow huggingface_hub 2.4's own source (`hf_api.py`,
+`file_download.py`, `utils/_http.py`: the client maps errors on `X-Error-Code`, needs `X-Repo-Commit`
+and an ETag on HEAD) and what the client sends on the wire against a local server: whoami-v2,
+auth-check, model info (by revision, with file metadata when `blobs=true`), tree (with `Link` paging),
+paths-info, HEAD/GET /resolve with X-Repo-Commit, ETag, X-Linked-Etag/X-Linked-Size, a 302 to a second
+server (the "CDN", another origin, so the client drops Authorization) for LFS files, Range on both
+servers, and the X-Error-Code / X-Error-Message pairs the client maps to its exceptions. Gated repos
+with per-user access states, token roles, switchable faults and settings.
+Its CDN behaves as users of the Hub report the real one does (2025-2026): signed URLs that expire and
+are bound to the Range asked at /resolve (403 otherwise), per-connection speed caps (`throttle_bps`),
+a delay before every answer (`delay_ms`), and 206 answers shorter than asked (the `short` fault).
 Also the Jobs API (submissions recorded; job info and logs answered).
 
     python tests/hub.py [--port N] [--cdn-port N] [--big-size BYTES] [--data-dir DIR]
+                        [--throttle-mbps X] [--delay-ms N]
 
 prints one JSON line (url, cdn_url, tokens, model) and serves until SIGTERM/SIGINT. While it runs,
 `POST /_test/settings` (JSON object of settings), `POST /_test/faults` (JSON kwargs of `add_fault`)
@@ -940,44 +946,30 @@ class _Handler(BaseHTTPRequestHandler):
         flip_at = fault.flip_at if fault else None
         sock = self.connection
         sent = 0
+        limit = length if cut is None else min(length, cut)
+        # Zero-copy (the kernel moves the bytes), so that the server's own CPU is not what limits a
+        # benchmark; throttled: slices of 1/200 s of the rate, each sent on time. A flipped byte goes alone.
+        step = max(64 * 1024, throttle // 200) if throttle else limit
+        t0 = time.monotonic()
         with spec.data_path.open("rb") as f:
-            if cut is None and flip_at is None:
-                # Zero-copy (the kernel moves the bytes), so that the server's own CPU is not what limits
-                # a benchmark; throttled: slices of 1/200 s of the rate, each sent on time.
-                step = max(64 * 1024, throttle // 200) if throttle else length
-                t0 = time.monotonic()
-                while sent < length:
-                    n = sock.sendfile(f, offset=start + sent, count=min(step, length - sent))
+            while sent < limit:
+                pos = start + sent
+                want = min(step, limit - sent)
+                if pos == flip_at:
+                    f.seek(pos)
+                    sock.sendall(bytes([f.read(1)[0] ^ 0xFF]))
+                    n = 1
+                else:
+                    if flip_at is not None and pos < flip_at < pos + want:
+                        want = flip_at - pos
+                    n = sock.sendfile(f, offset=pos, count=want)
                     if n == 0:
                         break
-                    sent += n
-                    self.req.bytes_sent = sent
-                    if throttle:
-                        ahead = sent / throttle - (time.monotonic() - t0)
-                        if ahead > 0:
-                            time.sleep(ahead)
-                return
-            f.seek(start)
-            t0 = time.monotonic()
-            chunk_size = 1 << 20 if not throttle else max(1024, min(1 << 16, throttle // 20))
-            while sent < length:
-                want = min(chunk_size, length - sent)
-                if cut is not None:
-                    want = min(want, cut - sent)
-                    if want <= 0:
-                        break
-                data = bytearray(f.read(want))
-                if not data:
-                    break
-                if flip_at is not None and start + sent <= flip_at < start + sent + len(data):
-                    data[flip_at - start - sent] ^= 0xFF
-                sock.sendall(data)
-                sent += len(data)
+                sent += n
                 self.req.bytes_sent = sent
-                if throttle:
-                    ahead = sent / throttle - (time.monotonic() - t0)
-                    if ahead > 0:
-                        time.sleep(ahead)
+                ahead = sent / throttle - (time.monotonic() - t0) if throttle else 0
+                if ahead > 0:
+                    time.sleep(ahead)
         if cut is not None and cut <= sent:
             if cut == reset_after:
                 self._reset()

@@ -24,7 +24,7 @@ from gatedfetch.transfer import FileResult, RemoteFile, fetch_file, segments
 from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer.job import Job
 from gatedfetch.transfer.partial import bytes_on_disk
-from tests.conftest import MODEL, Env, copy_project
+from tests.conftest import MODEL, Env
 from tests.hub import TOKENS, TestHub, default_world
 
 BIG = 24 * 1024 * 1024 + 4321  # 6 pieces at the default minimum piece size, 24 at 1 MiB
@@ -262,19 +262,10 @@ def test_resume_keeps_every_recorded_piece(hub: TestHub, tmp_path: Path, small_p
     assert hub.bytes_sent("model.pth") <= 1.05 * (BIG - kept)
 
 
-# --- through setup.sh ---------------------------------------------------------------------------
+# --- through setup.sh (conftest's `env` fixture, on this module's `hub` with the big file) ------------
 
 
-@pytest.fixture
-def big_env(tmp_path: Path, hub: TestHub) -> Env:
-    project = copy_project(tmp_path / "project")
-    home = tmp_path / "home"
-    home.mkdir()
-    return Env(project=project, home=home, hub=hub, out_dir=tmp_path / "out")
-
-
-def test_setup_kill_with_pieces_in_flight_then_rerun_fetches_only_what_is_missing(big_env: Env) -> None:
-    env = big_env
+def test_setup_kill_with_pieces_in_flight_then_rerun_fetches_only_what_is_missing(env: Env) -> None:
     env.hub.settings.throttle_bps = 2_000_000  # 6 pieces at 2 MB/s each: ~2 s for the file
     environ = dict(env.base_environ(), HF_TOKEN=TOKEN)
     proc = subprocess.Popen(
@@ -304,25 +295,25 @@ def test_setup_kill_with_pieces_in_flight_then_rerun_fetches_only_what_is_missin
     assert list((work / "partial").iterdir()) == []
 
 
-def test_setup_flipped_byte_in_a_piece_exits_8_and_keeps_nothing(big_env: Env) -> None:
-    big_env.hub.add_fault("model.pth", server="cdn", flip_at=9 * (1 << 20) + 5, times=None)
-    r = big_env.run(env={"HF_TOKEN": TOKEN})
+def test_setup_flipped_byte_in_a_piece_exits_8_and_keeps_nothing(env: Env) -> None:
+    env.hub.add_fault("model.pth", server="cdn", flip_at=9 * (1 << 20) + 5, times=None)
+    r = env.run(env={"HF_TOKEN": TOKEN})
     assert r.code == 8, r.err
     assert "model.pth" in r.err and "sha256" in r.err
-    assert not (big_env.out_dir / "model.pth").exists()
-    assert list((big_env.out_dir / ".gatedfetch" / "partial").iterdir()) == []
+    assert not (env.out_dir / "model.pth").exists()
+    assert list((env.out_dir / ".gatedfetch" / "partial").iterdir()) == []
 
 
-def test_setup_connections_1_fetches_each_file_in_one_request(big_env: Env) -> None:
-    r = big_env.run("--connections", "1", env={"HF_TOKEN": TOKEN})
+def test_setup_connections_1_fetches_each_file_in_one_request(env: Env) -> None:
+    r = env.run("--connections", "1", env={"HF_TOKEN": TOKEN})
     assert r.code == 0, r.err
-    assert cdn_gets(big_env.hub) == [(None, 200)]
+    assert cdn_gets(env.hub) == [(None, 200)]
 
 
-def test_setup_takes_the_connections_from_the_environment(big_env: Env) -> None:
-    r = big_env.run(env={"HF_TOKEN": TOKEN, "GATEDFETCH_CONNECTIONS": "1"})
+def test_setup_takes_the_connections_from_the_environment(env: Env) -> None:
+    r = env.run(env={"HF_TOKEN": TOKEN, "GATEDFETCH_CONNECTIONS": "1"})
     assert r.code == 0, r.err
-    assert cdn_gets(big_env.hub) == [(None, 200)]
+    assert cdn_gets(env.hub) == [(None, 200)]
 
 
 @pytest.mark.parametrize(("args", "extra", "named"), [
@@ -331,16 +322,16 @@ def test_setup_takes_the_connections_from_the_environment(big_env: Env) -> None:
     ((), {"GATEDFETCH_CONNECTIONS": "999"}, "GATEDFETCH_CONNECTIONS '999'"),
 ])
 def test_setup_bad_connection_counts_are_usage_errors(
-    big_env: Env, args: tuple[str, ...], extra: dict[str, str], named: str
+    env: Env, args: tuple[str, ...], extra: dict[str, str], named: str
 ) -> None:
-    r = big_env.run(*args, env={"HF_TOKEN": TOKEN, **extra})
+    r = env.run(*args, env={"HF_TOKEN": TOKEN, **extra})
     assert r.code == 2 and named in r.err and "1 to 64" in r.err
-    assert big_env.hub.requests == []
+    assert env.hub.requests == []
 
 
-def test_setup_default_fetches_the_big_file_in_pieces_without_the_token_on_the_cdn(big_env: Env) -> None:
-    r = big_env.run(env={"HF_TOKEN": TOKEN})
+def test_setup_default_fetches_the_big_file_in_pieces_without_the_token_on_the_cdn(env: Env) -> None:
+    r = env.run(env={"HF_TOKEN": TOKEN})
     assert r.code == 0, r.err
-    gets = cdn_gets(big_env.hub)
+    gets = cdn_gets(env.hub)
     assert len(gets) == 6 and all(s == 206 for _, s in gets)
-    assert all("authorization" not in q.headers for q in big_env.hub.requests if q.server == "cdn")
+    assert all("authorization" not in q.headers for q in env.hub.requests if q.server == "cdn")

@@ -16,12 +16,10 @@ every file over `/resolve` (a redirect to its CDN, with Range), so that is the o
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .fetch import CONNECTIONS, fetch_all, fetch_file
 from .http import HttpRefused
 from .job import Cancelled, FileResult, RemoteFile, content_key
-from .partial import bytes_on_disk
+from .partial import bytes_on_disk as partial_bytes
 
 __all__ = [
     "CONNECTIONS",
@@ -35,7 +33,3 @@ __all__ = [
     "partial_bytes",
 ]
 
-
-def partial_bytes(work_dir: Path, key: str, size: int) -> int:
-    """Bytes already on disk for the content named `key` (its expected hash): for the disk check."""
-    return bytes_on_disk(work_dir, key.lower(), size)

@@ -169,54 +169,46 @@ class _Pool:
             client.close()
 
     def _fetch_piece(self, client: Client, job: Job, piece: Piece, buf: memoryview) -> None:
+        """Fetch what `piece` lacks, retrying within bounds; always let go of the piece this stream holds."""
+        fails = 0
+        best = piece.done
         try:
-            self._retry_loop(client, job, piece, buf)
+            while not piece.complete:
+                if self.cancel.is_set():
+                    raise Cancelled()
+                try:
+                    held = self._attempt(client, job, piece, buf)
+                    if held is None:
+                        return
+                    piece = held  # another piece when the file became one stream from byte 0
+                except Fatal as exc:
+                    raise failures.hub_unreachable(self.endpoint, str(exc)) from None
+                except Retry as exc:
+                    # An attempt that took the piece further than ever proves the link works: the budget
+                    # restarts (as huggingface_hub does), so a long download over a flaky link is not cut
+                    # short. Still bounded: each such attempt must push the high-water mark on by at least
+                    # PROGRESS_RESET bytes (a server that ignores Range and resets every time cannot loop
+                    # forever).
+                    if piece.done >= best + PROGRESS_RESET:
+                        fails = 0
+                    best = max(best, piece.done)
+                    fails += 1
+                    if fails >= self.retries:
+                        cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
+                        raise failures.hub_unreachable(self.endpoint, cause) from None
+                    if exc.fresh_url:
+                        continue  # an expired or refused signed URL: a fresh one from /resolve, at once
+                    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (fails - 1))
+                    if exc.retry_after is not None:
+                        delay = min(RETRY_AFTER_CAP, exc.retry_after)
+                    _sleep(delay, self.cancel)
         except BaseException as exc:
             self._fail(exc)  # before the piece is let go: no other stream may take it up again
             raise
         finally:
             with self.cond:
                 job.inflight.discard(id(piece))
-                job.inflight.discard(id(job.held.pop(id(piece), piece)))
                 self.cond.notify_all()
-
-    def _retry_loop(self, client: Client, job: Job, piece: Piece, buf: memoryview) -> None:
-        first = piece
-        fails = 0
-        best = piece.done
-        while not piece.complete:
-            if self.cancel.is_set():
-                raise Cancelled()
-            try:
-                held = self._attempt(client, job, piece, buf)
-                if held is None:
-                    return
-                if held is not piece:  # the file became one stream from byte 0: this stream holds it
-                    with self.cond:
-                        job.inflight.discard(id(piece))
-                        job.inflight.add(id(held))
-                        job.held[id(first)] = held
-                    piece = held
-            except Fatal as exc:
-                raise failures.hub_unreachable(self.endpoint, str(exc)) from None
-            except Retry as exc:
-                # An attempt that took the piece further than ever proves the link works: the budget
-                # restarts (as huggingface_hub does), so a long download over a flaky link is not cut
-                # short. Still bounded: each such attempt must push the high-water mark on by at least
-                # PROGRESS_RESET bytes (a server that ignores Range and resets every time cannot loop forever).
-                if piece.done >= best + PROGRESS_RESET:
-                    fails = 0
-                best = max(best, piece.done)
-                fails += 1
-                if fails >= self.retries:
-                    cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
-                    raise failures.hub_unreachable(self.endpoint, cause) from None
-                if exc.fresh_url:
-                    continue  # an expired or refused signed URL: a fresh one from /resolve, at once
-                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (fails - 1))
-                if exc.retry_after is not None:
-                    delay = min(RETRY_AFTER_CAP, exc.retry_after)
-                _sleep(delay, self.cancel)
 
     def _attempt(self, client: Client, job: Job, piece: Piece, buf: memoryview) -> Piece | None:
         """One request for what `piece` lacks. Returns the piece this stream now holds (None: it gave it
@@ -260,7 +252,7 @@ class _Pool:
                         return None
                     if not length.isdigit() and job.state == "probe":
                         with self.cond:  # can't tell a cut body from a whole one: one stream for this file
-                            job._plan(self._on_disk(job), single=True)
+                            job.one_stream()
                         return None
                     end = min(piece.end, int(m.group(2)) + 1)
                 self._read(resp, job, piece, end, buf, bounded=length.isdigit(), at=at)
@@ -286,10 +278,6 @@ class _Pool:
                 resp.release()  # the connection is kept only when the body was read to its end
             else:
                 drain(resp)
-
-    @staticmethod
-    def _on_disk(job: Job) -> list[tuple[int, int]]:
-        return partial_mod.merge([(p.start, p.start + p.done) for p in job.pieces])
 
     def _fan_out(self, job: Job, rate: float) -> None:
         """The probe proved ranges work: let the other pieces start, over as many streams as help.

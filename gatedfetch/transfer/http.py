@@ -170,6 +170,7 @@ class Client:
         self.timeout = timeout
         self._conns: dict[tuple[str, str, int, str], http.client.HTTPConnection] = {}
         self._idle: set[tuple[str, str, int, str]] = set()
+        self._proxy_headers: dict[tuple[str, str, int, str], dict[str, str]] = {}
         self._socks: dict[tuple[str, str, int, str], socket.socket] = {}  # kept apart: http.client forgets the
         self._lock = threading.Lock()  # socket of a close-delimited answer, which abort() must still reach
 
@@ -199,9 +200,10 @@ class Client:
             conn = self._new(scheme, pp.hostname or "", pp.port or 80, plain=scheme == "http")
             if scheme == "https":
                 conn.set_tunnel(host, port, headers=extra)
-        conn.gatedfetch_extra = extra if scheme == "http" else {}  # type: ignore[attr-defined]
         with self._lock:
             self._conns[key] = conn
+            # Proxy-Authorization goes in each request through a forward proxy; a tunnel sent it at CONNECT.
+            self._proxy_headers[key] = extra if scheme == "http" else {}
         return key, conn, self._target(url, proxy), False
 
     def _new(self, scheme: str, host: str, port: int, plain: bool = False) -> http.client.HTTPConnection:
@@ -234,7 +236,7 @@ class Client:
         for _ in range(2):
             key, conn, target, reused = self._connection(url)
             try:
-                conn.request("GET", target, headers={**headers, **conn.gatedfetch_extra})  # type: ignore[attr-defined]
+                conn.request("GET", target, headers={**headers, **self._proxy_headers.get(key, {})})
                 if conn.sock is not None:
                     with self._lock:
                         self._socks[key] = conn.sock

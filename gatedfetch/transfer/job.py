@@ -65,7 +65,6 @@ class Job:
         self.pieces: list[Piece] = []
         self.inflight: set[int] = set()  # ids of pieces a stream holds
         self.max_streams = 1 << 30  # how many of them at once (set when the probe's speed is known)
-        self.held: dict[int, Piece] = {}  # a stream's first piece → the one it holds now (after a restart)
         self.first_open = 0  # pieces before this index are complete
         self.hasher: PrefixHasher | None = None
         self.flusher: Flusher | None = None
@@ -116,6 +115,12 @@ class Job:
     def _hashed(self) -> int:
         hasher = self.hasher
         return hasher.hashed if hasher is not None else 0
+
+    def one_stream(self) -> None:
+        """Keep the bytes on disk; fetch each gap left in one request (the server's ranges can't be trusted)."""
+        with self._wlock:
+            done = partial_mod.merge([(p.start, p.start + p.done) for p in self.pieces])
+        self._plan(done, single=True)
 
     def restart(self, single: bool) -> None:
         """Throw the partial's bytes away and plan the file anew (no other piece may be in flight)."""

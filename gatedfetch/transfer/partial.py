@@ -103,8 +103,9 @@ def read_record(record: Path, size: int) -> list[tuple[int, int]] | None:
 
 
 def bytes_on_disk(work_dir: Path, key: str, size: int) -> int:
-    """Bytes of a usable partial for this content: for the caller's disk check and the benchmark."""
-    part = work_dir / "partial" / f"{key}.part"
+    """Bytes of a usable partial for the content named `key` (its expected hash): for the disk check and
+    the benchmark."""
+    part = work_dir / "partial" / f"{key.lower()}.part"
     try:
         have = part.stat().st_size
     except OSError:

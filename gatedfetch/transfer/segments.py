@@ -80,8 +80,6 @@ class PrefixHasher:
                 self._cond.notify_all()
 
     def _run(self) -> None:
-        buf = bytearray(min(HASH_READ, max(self.size, 1)))
-        view = memoryview(buf)
         while True:
             with self._cond:
                 while self.hashed >= self._target and not self._stop:
@@ -91,7 +89,7 @@ class PrefixHasher:
                 upto = self._target
             try:
                 while self.hashed < upto:
-                    n = self._hash_slice(upto, view)
+                    n = self._hash_slice(upto)
                     with self._cond:
                         self.hashed += n
                         self._cond.notify_all()
@@ -101,7 +99,7 @@ class PrefixHasher:
                     self._cond.notify_all()
                 return
 
-    def _hash_slice(self, upto: int, view: memoryview) -> int:
+    def _hash_slice(self, upto: int) -> int:
         """Hash the next slice below `upto`; its length. Mapped, not copied: the bytes are hashed where
         they lie in the page cache (a read-back would copy every byte once more)."""
         start = self.hashed
@@ -110,11 +108,11 @@ class PrefixHasher:
         try:
             mapped = mmap.mmap(self._fd, length, offset=base, access=mmap.ACCESS_READ)
         except (OSError, ValueError):  # a filesystem that cannot map: read it back instead
-            n = os.preadv(self._fd, [view[: min(len(view), upto - start)]], start)
-            if n <= 0:
+            data = os.pread(self._fd, min(HASH_READ, upto - start), start)
+            if not data:
                 raise OSError(0, f"the partial ends at {start} bytes, before {upto}") from None
-            self._update(view[:n])
-            return n
+            self._update(memoryview(data))
+            return len(data)
         with mapped, memoryview(mapped) as whole, whole[start - base :] as chunk:
             self._update(chunk)
             return len(chunk)
