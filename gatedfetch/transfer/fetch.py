@@ -37,13 +37,15 @@ from .http import (
     describe,
     drain,
     origin,
+    read_ahead,
     where,
 )
 from .job import Cancelled, FileResult, Job, RemoteFile
 from .partial import Piece
 
 CONNECTIONS = 16  # streams at once, across all files: 8 per big file was the suggestion; one file takes all
-BUFFER_SIZE = 1 << 20  # one stream's read buffer: 16 streams x 1 MiB, plus 8 MiB per file for the hash
+BUFFER_SIZE = 1 << 20  # a stream reads into BUFFERS of these: one being filled, one being written, one spare
+BUFFERS = 3  # (16 streams x 3 MiB at most)
 BACKOFF_BASE = 0.5  # seconds before the 2nd attempt; doubles each time ...
 BACKOFF_CAP = 8.0  # ... up to this
 RETRY_AFTER_CAP = 30.0  # a server's Retry-After is honoured up to this many seconds
@@ -96,7 +98,7 @@ class _Pool:
     def run(self) -> None:
         threads = [
             threading.Thread(target=self._worker, name=f"gatedfetch-stream-{i}", daemon=True)
-            for i in range(self.connections)
+            for i in range(min(self.connections, sum(job.most_pieces for job in self.jobs)))
         ]
         for t in threads:
             t.start()
@@ -153,22 +155,23 @@ class _Pool:
         client = Client(self.timeout)
         with self.cond:
             self.clients.append(client)
-        buf = memoryview(bytearray(BUFFER_SIZE))
+        bufs: list[memoryview] = []  # allocated with the first piece: a stream may find no work
         try:
             while (task := self._take()) is not None:
                 job, piece = task
                 if piece is None:
-                    if not job.finish(self.cancel):
-                        with self.cond:
-                            self.cond.notify_all()
+                    job.finish(self.cancel)
+                    with self.cond:  # done (streams waiting on it may stop) or planned anew (work to take)
+                        self.cond.notify_all()
                     continue
-                self._fetch_piece(client, job, piece, buf)
+                bufs = bufs or [memoryview(bytearray(BUFFER_SIZE)) for _ in range(BUFFERS)]
+                self._fetch_piece(client, job, piece, bufs)
         except BaseException as exc:
             self._fail(exc)
         finally:
             client.close()
 
-    def _fetch_piece(self, client: Client, job: Job, piece: Piece, buf: memoryview) -> None:
+    def _fetch_piece(self, client: Client, job: Job, piece: Piece, bufs: list[memoryview]) -> None:
         """Fetch what `piece` lacks, retrying within bounds; always let go of the piece this stream holds."""
         fails = 0
         best = piece.done
@@ -177,7 +180,7 @@ class _Pool:
                 if self.cancel.is_set():
                     raise Cancelled()
                 try:
-                    held = self._attempt(client, job, piece, buf)
+                    held = self._attempt(client, job, piece, bufs)
                     if held is None:
                         return
                     piece = held  # another piece when the file became one stream from byte 0
@@ -210,7 +213,7 @@ class _Pool:
                 job.inflight.discard(id(piece))
                 self.cond.notify_all()
 
-    def _attempt(self, client: Client, job: Job, piece: Piece, buf: memoryview) -> Piece | None:
+    def _attempt(self, client: Client, job: Job, piece: Piece, bufs: list[memoryview]) -> Piece | None:
         """One request for what `piece` lacks. Returns the piece this stream now holds (None: it gave it
         up because the file was planned anew); raises Retry for what another attempt may fix."""
         rf = job.rf
@@ -255,7 +258,7 @@ class _Pool:
                             job.one_stream()
                         return None
                     end = min(piece.end, int(m.group(2)) + 1)
-                self._read(resp, job, piece, end, buf, bounded=length.isdigit(), at=at)
+                self._read(resp, job, piece, end, bufs, bounded=length.isdigit(), at=at)
                 return piece
             if status == 416 and start and job.state != "ranged" and not job.restarted_416:
                 job.restarted_416 = True
@@ -291,8 +294,12 @@ class _Pool:
             job.max_streams = 1 if rate >= FAST_STREAM else self.connections
             self.cond.notify_all()
 
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
     def _read(
-        self, resp: Response, job: Job, piece: Piece, end: int, buf: memoryview, *, bounded: bool, at: str
+        self, resp: Response, job: Job, piece: Piece, end: int, bufs: list[memoryview], *, bounded: bool, at: str
     ) -> None:
         """Read the body into `piece` up to `end`, writing each slice at its offset as it comes."""
         rf = job.rf
@@ -301,23 +308,23 @@ class _Pool:
         # more than the expected size is caught.
         extra = 0 if bounded or end < rf.size else 1
         probe_from, probe_t0 = pos, time.monotonic()
-        while pos < end:
-            want = min(len(buf), end - pos + extra)
-            try:
-                n = resp.readinto(buf[:want])
-            except (OSError, http.client.HTTPException) as exc:
-                raise Retry(f"{describe(exc)} after {pos} of {rf.size} bytes ({at})") from None
-            if not n:
-                break
-            if pos + n > rf.size:
-                raise job.integrity(failures.size_mismatch(rf.path, rf.size, pos + n))
-            job.partial.write(pos, buf[:n])
-            job.wrote(piece, n)
-            pos += n
-            if job.state == "probe" and (pos - probe_from >= PROBE_BYTES or pos >= end):
-                self._fan_out(job, (pos - probe_from) / max(time.monotonic() - probe_t0, 1e-6))
-            if self.cancel.is_set():
-                raise Cancelled()
+        chunks = read_ahead(resp, bufs, end - pos + extra, POLL, self._check_cancel)
+        try:
+            for data in chunks:
+                n = len(data)
+                if pos + n > rf.size:
+                    raise job.integrity(failures.size_mismatch(rf.path, rf.size, pos + n))
+                job.partial.write(pos, data)
+                job.offer(pos, data)
+                job.wrote(piece, n)
+                pos += n
+                if job.state == "probe" and (pos - probe_from >= PROBE_BYTES or pos >= end):
+                    self._fan_out(job, (pos - probe_from) / max(time.monotonic() - probe_t0, 1e-6))
+                self._check_cancel()
+        except (OSError, http.client.HTTPException) as exc:  # from the socket: disk errors come as failures
+            raise Retry(f"{describe(exc)} after {pos} of {rf.size} bytes ({at})") from None
+        finally:
+            chunks.close()
         if pos < end:
             raise Retry(f"the body stopped at {pos} of {rf.size} bytes ({at})")
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import base64
 import http.client
+import queue
 import re
 import socket
 import ssl
 import threading
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from urllib.parse import unquote, urljoin, urlsplit
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -154,6 +155,10 @@ class Response:
         """Fill `buf` (blocks until it is full or the body ends); 0 at the end of the body."""
         return self._resp.readinto(buf)
 
+    def abort(self) -> None:
+        """Make a read of this answer blocked in another thread return now."""
+        self._client.abort(self._key)
+
     def release(self) -> None:
         """Done with this answer: its connection stays for the next request only if the body was read to its end."""
         if self._resp.isclosed() or self._resp.length == 0:
@@ -271,10 +276,10 @@ class Client:
             url = urljoin(url, location.strip())
         raise Fatal(f"more than {MAX_REDIRECTS} redirects from {where(url)}")
 
-    def abort(self) -> None:
-        """Make a read blocked in the owning thread return now (called from another thread)."""
+    def abort(self, key: tuple[str, str, int, str] | None = None) -> None:
+        """Make a read blocked in another thread return now: on the connection `key`, else on all."""
         with self._lock:
-            socks = list(self._socks.values())
+            socks = list(self._socks.values()) if key is None else [s for k, s in self._socks.items() if k == key]
         for sock in socks:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -288,6 +293,60 @@ class Client:
             self._socks.clear()
         for conn in conns:
             conn.close()
+
+
+def read_ahead(
+    resp: Response, bufs: Sequence[memoryview], limit: int, poll: float, check: Callable[[], None]
+) -> Generator[memoryview, None, None]:
+    """The body, at most `limit` bytes, as slices of `bufs` in order, read by a helper thread.
+
+    One thread that reads a buffer, then writes it, leaves the socket idle while it writes: measured on
+    a 2-core machine over loopback, a `pwrite` of 1 MiB into the page cache took as long as its `recv`,
+    so one stream ran at half speed. The helper fills the next buffer while the caller writes this one;
+    a slice stays the caller's until it asks for the next. `check` runs every `poll` seconds of waiting
+    (it raises to stop). A read error is raised here as it came."""
+    free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[memoryview, int, BaseException | None]] = queue.SimpleQueue()
+    for b in bufs:
+        free.put(b)
+
+    def reader() -> None:
+        left = limit
+        while left > 0:
+            buf = free.get()
+            if buf is None:
+                return
+            try:
+                n = resp.readinto(buf[: min(len(buf), left)])
+            except BaseException as exc:  # handed to the caller, which decides
+                full.put((buf, 0, exc))
+                return
+            full.put((buf, n, None))
+            if not n:
+                return
+            left -= n
+        full.put((memoryview(b""), 0, None))
+
+    thread = threading.Thread(target=reader, name="gatedfetch-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                buf, n, exc = full.get(timeout=poll)
+            except queue.Empty:
+                check()
+                continue
+            if exc is not None:
+                raise exc
+            if not n:
+                return
+            yield buf[:n]
+            free.put(buf)
+    finally:
+        free.put(None)
+        if thread.is_alive():
+            resp.abort()
+            thread.join()
 
 
 def drain(resp: Response, limit: int = 64 * 1024) -> None:

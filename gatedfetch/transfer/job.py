@@ -112,6 +112,11 @@ class Job:
             self.flusher = Flusher(self.partial.fd, self._hashed)
         self._advance_prefix()
 
+    @property
+    def most_pieces(self) -> int:
+        """How many streams are worth starting for this file: the pieces a plan cuts it into, plus one."""
+        return 1 if not self.cut else -(-self.rf.size // self.cut) + 1
+
     def _hashed(self) -> int:
         hasher = self.hasher
         return hasher.hashed if hasher is not None else 0
@@ -171,6 +176,12 @@ class Job:
                 self.finishing = True
                 return True
         return False
+
+    def offer(self, pos: int, data: memoryview) -> None:
+        """Bytes just written at `pos`: hashed from this buffer when they extend the hashed prefix."""
+        hasher = self.hasher
+        if hasher is not None:
+            hasher.offer(pos, data)
 
     def wrote(self, piece: Piece, n: int) -> None:
         """`n` more bytes of `piece` are on disk: record them, count them, feed the hash."""

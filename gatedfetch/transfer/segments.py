@@ -68,6 +68,7 @@ class PrefixHasher:
         self.hashed = 0
         self.error: OSError | None = None
         self._target = 0
+        self._busy = False  # a slice is being hashed (by the thread or by `offer`)
         self._stop = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="gatedfetch-hash", daemon=True)
@@ -79,25 +80,43 @@ class PrefixHasher:
                 self._target = prefix
                 self._cond.notify_all()
 
+    def offer(self, pos: int, data: memoryview) -> None:
+        """`data` was just written at `pos`: hash it here and now if every byte before it is hashed and the
+        thread is not at work, from the buffer it came in rather than read back (the stream that writes at
+        the prefix, every stream of a one-stream file, hashes as the old single-stream loop did)."""
+        with self._cond:
+            if self._busy or self.hashed != pos:
+                return
+            self._busy = True
+        try:
+            self._update(data)
+        finally:
+            with self._cond:
+                self.hashed += len(data)
+                self._busy = False
+                self._cond.notify_all()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self.hashed >= self._target and not self._stop:
+                while (self.hashed >= self._target or self._busy) and not self._stop:
                     self._cond.wait()
                 if self._stop:
                     return
                 upto = self._target
+                self._busy = True
             try:
-                while self.hashed < upto:
-                    n = self._hash_slice(upto)
-                    with self._cond:
-                        self.hashed += n
-                        self._cond.notify_all()
+                n = self._hash_slice(upto)
             except OSError as exc:
                 with self._cond:
                     self.error = exc
+                    self._busy = False
                     self._cond.notify_all()
                 return
+            with self._cond:
+                self.hashed += n
+                self._busy = False
+                self._cond.notify_all()
 
     def _hash_slice(self, upto: int) -> int:
         """Hash the next slice below `upto`; its length. Mapped, not copied: the bytes are hashed where
