@@ -329,6 +329,7 @@ def read_ahead(
 
     thread = threading.Thread(target=reader, name="gatedfetch-read", daemon=True)
     thread.start()
+    ended = False
     try:
         while True:
             try:
@@ -339,14 +340,15 @@ def read_ahead(
             if exc is not None:
                 raise exc
             if not n:
+                ended = True  # the reader is done with the connection, which may serve the next request
                 return
             yield buf[:n]
             free.put(buf)
     finally:
         free.put(None)
-        if thread.is_alive():
-            resp.abort()
-            thread.join()
+        if not ended:
+            resp.abort()  # the reader may be blocked in a read: make it return
+        thread.join()
 
 
 def drain(resp: Response, limit: int = 64 * 1024) -> None:
