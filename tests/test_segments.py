@@ -20,7 +20,7 @@ import pytest
 
 from gatedfetch import failures
 from gatedfetch.progress import make_progress
-from gatedfetch.transfer import FileResult, RemoteFile, fetch_file, segments
+from gatedfetch.transfer import FileResult, RemoteFile, fetch_all, segments
 from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer.job import Job
 from gatedfetch.transfer.partial import bytes_on_disk
@@ -67,8 +67,8 @@ def remote(hub: TestHub) -> RemoteFile:
 def fetch(hub: TestHub, out: Path, **kw: object) -> FileResult:
     rf = remote(hub)
     kw.setdefault("progress", make_progress("quiet"))
-    return fetch_file(rf, out / "model.pth", out / ".gatedfetch", {"authorization": f"Bearer {TOKEN}"},
-                      endpoint=hub.url, **kw)  # type: ignore[arg-type]
+    return fetch_all([rf], out, out / ".gatedfetch", {"authorization": f"Bearer {TOKEN}"},
+                     endpoint=hub.url, **kw)[0]  # type: ignore[arg-type]
 
 
 def content(hub: TestHub) -> bytes:

@@ -28,7 +28,7 @@ import pytest
 
 from gatedfetch import failures, transfer
 from gatedfetch.progress import make_progress
-from gatedfetch.transfer import FileResult, HttpRefused, RemoteFile, fetch_all, fetch_file
+from gatedfetch.transfer import FileResult, HttpRefused, RemoteFile, fetch_all
 from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer import partial as partial_mod
 
@@ -243,7 +243,7 @@ def remote(hub: FakeHub, name: str = "model.pth", *, lfs: bool = True, **over: A
 def fetch(hub: FakeHub, tmp_path: Path, rf: RemoteFile | None = None, **kw: Any) -> FileResult:
     rf = rf or remote(hub)
     kw.setdefault("progress", make_progress("quiet"))
-    return fetch_file(rf, tmp_path / "out" / rf.path, tmp_path / "out" / ".gatedfetch", HEADERS, endpoint=hub.url, **kw)
+    return fetch_all([rf], tmp_path / "out", tmp_path / "out" / ".gatedfetch", HEADERS, endpoint=hub.url, **kw)[0]
 
 
 def partial_path(tmp_path: Path, rf: RemoteFile) -> Path:
@@ -334,7 +334,7 @@ def test_sigkill_mid_file_then_the_next_run_resumes(hub: FakeHub, tmp_path: Path
         "transfer.fetch.BUFFER_SIZE = 64 * 1024\n"
         "rf = transfer.RemoteFile(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], None)\n"
         "out = pathlib.Path(sys.argv[5])\n"
-        "transfer.fetch_file(rf, out / rf.path, out / '.gatedfetch', {}, progress=make_progress('quiet'),"
+        "transfer.fetch_all([rf], out, out / '.gatedfetch', {}, progress=make_progress('quiet'),"
         " endpoint='x')\n"
     )
     args = [rf.path, str(rf.size), rf.url, rf.sha256 or "", str(tmp_path / "out")]
@@ -525,7 +525,7 @@ def test_two_processes_on_one_folder_make_one_transfer(hub: FakeHub, tmp_path: P
         "import sys, json, pathlib; from gatedfetch import transfer; from gatedfetch.progress import make_progress\n"
         "rf = transfer.RemoteFile(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], None)\n"
         "out = pathlib.Path(sys.argv[5])\n"
-        "r = transfer.fetch_file(rf, out / rf.path, out / '.gatedfetch', {}, progress=make_progress('quiet'),"
+        "r, = transfer.fetch_all([rf], out, out / '.gatedfetch', {}, progress=make_progress('quiet'),"
         " endpoint='x')\n"
         "print(json.dumps([r.fetched_bytes, r.verified]))\n"
     )
@@ -623,7 +623,7 @@ def test_bad_header_value_never_shows_in_the_error(hub: FakeHub, tmp_path: Path)
     rf = remote(hub)
     bad = {"authorization": f"Bearer {TOKEN}\n"}
     with pytest.raises(failures.HubUnreachable) as info:
-        fetch_file(rf, tmp_path / "out" / rf.path, tmp_path / "out" / ".gatedfetch", bad,
+        fetch_all([rf], tmp_path / "out", tmp_path / "out" / ".gatedfetch", bad,
                    progress=make_progress("quiet"), endpoint=hub.url)
     assert TOKEN not in str(info.value) + info.value.fix
     assert info.value.__cause__ is None and info.value.__suppress_context__

@@ -16,7 +16,7 @@ every file over `/resolve` (a redirect to its CDN, with Range), so that is the o
 
 from __future__ import annotations
 
-from .fetch import CONNECTIONS, fetch_all, fetch_file
+from .fetch import CONNECTIONS, fetch_all
 from .http import HttpRefused
 from .job import Cancelled, FileResult, RemoteFile, content_key
 from .partial import bytes_on_disk as partial_bytes
@@ -29,7 +29,6 @@ __all__ = [
     "RemoteFile",
     "content_key",
     "fetch_all",
-    "fetch_file",
     "partial_bytes",
 ]
 

@@ -340,14 +340,13 @@ def fetch_all(
     connections: int = CONNECTIONS,
     retries: int = 5,
     timeout: float = 30.0,
-    dests: Sequence[Path] | None = None,
 ) -> list[FileResult]:
     """Fetch `files` into `local_dir`, verified, biggest first; results in input order.
 
     Raises a `failures.Failure` (integrity, hub unreachable, disk), `HttpRefused` for a 4xx the caller
     classifies; the first failure stops the other streams (partials stay for the next run). So does a
     KeyboardInterrupt, re-raised once the streams have stopped."""
-    targets = list(dests) if dests is not None else [safe_dest(local_dir, rf.path) for rf in files]
+    targets = [safe_dest(local_dir, rf.path) for rf in files]
     try:
         for folder in ("partial", "locks", "done"):
             (work_dir / folder).mkdir(parents=True, exist_ok=True)
@@ -360,24 +359,4 @@ def fetch_all(
     by_path = {id(job.rf): job.result for job in jobs}
     results = [by_path[id(rf)] for rf in files]
     return [r for r in results if r is not None]
-
-
-def fetch_file(
-    rf: RemoteFile,
-    dest: Path,
-    work_dir: Path,
-    headers: Mapping[str, str],
-    *,
-    progress: Progress,
-    endpoint: str,
-    connections: int = CONNECTIONS,
-    retries: int = 5,
-    timeout: float = 30.0,
-) -> FileResult:
-    """Fetch one file into `dest` (see fetch_all)."""
-    results = fetch_all(
-        [rf], dest.parent, work_dir, headers, progress=progress, endpoint=endpoint,
-        connections=connections, retries=retries, timeout=timeout, dests=[dest],
-    )
-    return results[0]
 
