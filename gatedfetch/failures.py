@@ -266,6 +266,19 @@ def hub_unreachable(endpoint: str, cause: str) -> HubUnreachable:
     )
 
 
+def rate_limited(endpoint: str, what: str, retry_after: float | None, with_token: bool) -> HubUnreachable:
+    wait = f"wait {retry_after:.0f} s (the hub asked for that)" if retry_after else "wait a few minutes"
+    more = (
+        "; many machines behind one address share a limit: a caching mirror (HF_ENDPOINT) helps a fleet"
+        if with_token
+        else "; requests with a token have a higher limit: `hf auth login`, then run it again"
+    )
+    return HubUnreachable(
+        f"the hub at {endpoint} rate-limited this machine (HTTP 429) for {what}, after retries",
+        f"{wait} and run `bash setup.sh` again{more}; a partial download resumes where it stopped",
+    )
+
+
 def jobs_unreachable(endpoint: str, namespace: str, cause: str) -> HubUnreachable:
     return HubUnreachable(
         f"the Jobs API at {endpoint} {cause}",

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import failures, manifest, prompt, tokens
-from .hub import Hub, Identity, RepoFile, Snapshot, install_timeouts
+from .hub import Hub, Identity, RepoFile, Snapshot, end_of_phase, install_timeouts
 from .options import PROJECT_DIR, Options
 from .progress import make_progress
 from .report import Reporter
@@ -71,7 +71,7 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> int:
     request (gated repos still answer their file list), then go on if a token is already there.
     """
     install_timeouts()
-    snap = Hub(endpoint, None).snapshot(opts.model, opts.revision)
+    snap = Hub(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
     previous = manifest.load(opts.local_dir)
     todo, _ = _plan(opts.local_dir, previous, snap)
     _check_disk(opts.local_dir, todo)
@@ -99,7 +99,7 @@ def hf_command() -> str:
 def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     found = find_token(opts, rep)
     install_timeouts()
-    hub = Hub(endpoint, found.token, found.source)
+    hub = Hub(endpoint, found.token, found.source, say=rep.info)
     previous = manifest.load(opts.local_dir)
 
     # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
@@ -143,6 +143,7 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
             else f"check: a download of {len(todo)} file(s), {total / 1e6:.1f} MB, would succeed"
         )
         return 0
+    end_of_phase()
     fetched, traffic = _transfer(opts, rep, hub, snap, todo)
     entries = sorted(kept + fetched, key=lambda e: e.path)
     m = manifest.Manifest(opts.model, opts.revision, snap.commit, endpoint, user, entries)

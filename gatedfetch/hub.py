@@ -6,8 +6,11 @@ module only turns the answers into plain values or into the project's failures.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -55,30 +58,120 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
 
 
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 30.0  # per wait for bytes; HF_HUB_ETAG_TIMEOUT (huggingface_hub's own knob for metadata) overrides
+PHASE_ATTEMPTS = 3
+SPEAK_AFTER = 5.0  # a wait longer than this prints a line, and again every SPEAK_EVERY seconds
+SPEAK_EVERY = 10.0
+
+
+def read_timeout() -> float:
+    value = os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
+    try:
+        return max(0.1, float(value)) if value else READ_TIMEOUT
+    except ValueError:
+        return READ_TIMEOUT
+
+
+class _Deadline:
+    """One deadline for everything asked before the download (whoami, repo info, access): a hub that
+    trickles bytes forever never trips a read timeout, so the phase as a whole is bounded too."""
+
+    at: float | None = None
+    seconds = 0.0
+
+    @classmethod
+    def start(cls, seconds: float) -> None:
+        cls.at = time.monotonic() + seconds
+        cls.seconds = seconds
+
+    @classmethod
+    def left(cls) -> float | None:
+        return None if cls.at is None else cls.at - time.monotonic()
+
+
+class _Bounded(httpx2.SyncByteStream):
+    def __init__(self, inner: httpx2.SyncByteStream) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.inner:
+            left = _Deadline.left()
+            if left is not None and left <= 0:
+                raise httpx2.ReadTimeout("the answer was still coming at the deadline")
+            yield chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _bound_request(request: httpx2.Request) -> None:
+    """Every request waits a bounded time, whatever the caller passed (a request event hook).
+
+    huggingface_hub's default client has no timeout at all, and some of its calls pass `timeout=None`
+    explicitly, which in httpx disables the client's own default (`HfApi.model_info`, and the paginated
+    listings through `http_backoff`, in huggingface_hub 2.4): a hub that accepts and never answers would
+    hang the setup forever. httpx hands each request's timeouts to the transport in the documented
+    `timeout` extension (https://www.python-httpx.org/advanced/extensions/#request-extensions), after the
+    request hooks ran: a missing bound gets ours here, and none outlives the phase deadline. (A custom
+    transport would see them too, but giving one turns off the proxies from the environment.)
+    """
+    given = dict(request.extensions.get("timeout") or {})
+    left = _Deadline.left()
+    if left is not None and left <= 0:
+        raise httpx2.ConnectTimeout("no time left before the deadline", request=request)
+    bounds = {"connect": CONNECT_TIMEOUT, "read": read_timeout(), "write": READ_TIMEOUT, "pool": CONNECT_TIMEOUT}
+    for key, bound in bounds.items():
+        value = given.get(key)
+        value = bound if value is None else min(float(value), bound)
+        given[key] = value if left is None else max(0.1, min(value, left))
+    request.extensions["timeout"] = given
+
+
+def _bound_response(response: httpx2.Response) -> None:
+    """The body too ends by the phase deadline (a response hook runs before the body is read)."""
+    if isinstance(response.stream, httpx2.SyncByteStream):
+        response.stream = _Bounded(response.stream)
+
+
 def _timeouts_client() -> httpx2.Client:
-    # huggingface_hub's default client has no timeout at all: a hub that stops answering would hang the
-    # setup forever. Same client through the public factory hook, with bounded connect/read waits.
+    # The same client as huggingface_hub's default, through its public factory hook, with bounded waits.
     # The request hook (it fixes the endpoint in URLs and logs in debug mode) is internal; keep it when present.
+    hooks: dict[str, list[Any]] = {"request": [_bound_request], "response": [_bound_response]}
     try:
         from huggingface_hub.utils._http import hf_request_event_hook
 
-        hooks: dict[str, list[Any]] = {"request": [hf_request_event_hook]}
+        hooks["request"].insert(0, hf_request_event_hook)
     except ImportError:
-        hooks = {}
+        pass
     return httpx2.Client(
         event_hooks=hooks,
         follow_redirects=True,
-        timeout=httpx2.Timeout(30.0, connect=10.0),
+        timeout=httpx2.Timeout(read_timeout(), connect=CONNECT_TIMEOUT),
     )
 
 
 def install_timeouts() -> None:
+    """Bound every request huggingface_hub makes, and the whole phase before the download."""
     set_client_factory(_timeouts_client)
+    _Deadline.start(PHASE_ATTEMPTS * read_timeout() + 10.0)  # 100 s by default: --prepare ends within 2 minutes
+
+
+def end_of_phase() -> None:
+    """The download starts: its own streams have their own timeouts and retries, the phase deadline ends."""
+    _Deadline.at = None
 
 
 class Hub:
     def __init__(
-        self, endpoint: str, token: str | None, source: str = "", *, retries: int = 3, backoff: float = 0.5
+        self,
+        endpoint: str,
+        token: str | None,
+        source: str = "",
+        *,
+        retries: int = PHASE_ATTEMPTS,
+        backoff: float = 0.5,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.token = token
@@ -87,29 +180,54 @@ class Hub:
         self.api = HfApi(endpoint=self.endpoint, token=token if token else False)
         self.retries = retries
         self.backoff = backoff
+        self.say = say
         self.last_cause = ""
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        """Retry transient trouble (connection errors, 5xx, 429) a few times, then exit 7 with the cause."""
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Retry transient trouble (connection errors, timeouts, 5xx, 429) a few times, then exit 7 with the cause.
+
+        A wait longer than SPEAK_AFTER seconds prints a line, so a slow hub is never a silent one.
+        """
         delay = self.backoff
+        host = _host(self.endpoint)
+        limited: float | None = None
         for attempt in range(1, self.retries + 1):
+            left = _Deadline.left()
+            if left is not None and left <= 0:
+                break
             try:
-                return fn()
+                with _speaking(self.say, f"{what} from {host}", attempt, self.retries):
+                    return fn()
             except HfHubHTTPError as exc:
                 status, headers = _answer(exc)
                 if status < 500 and status not in (408, 429):
                     raise
-                self.last_cause = f"HTTP {status} from {_host(self.endpoint)}"
+                self.last_cause = f"HTTP {status} from {host}"
                 retry_after = _retry_after(headers)
+                limited = (retry_after or 0.0) if status == 429 else None
             except (httpx2.TransportError, OSError) as exc:
                 self.last_cause = _describe_transport(exc)
                 retry_after = None
+                limited = None
             if attempt < self.retries:
-                time.sleep(min(retry_after if retry_after is not None else delay, 10.0))
+                pause = min(retry_after if retry_after is not None else delay, 10.0)
+                if self.say and (pause >= 1.0 or "timed out" in self.last_cause):
+                    nxt = f"attempt {attempt + 1} of {self.retries} in {pause:.0f} s"
+                    self.say(f"hub: {what}: {self.last_cause}; {nxt}")
+                time.sleep(pause)
                 delay *= 2
-        raise failures.hub_unreachable(self.endpoint, f"{self.last_cause} (after {self.retries} attempts)")
+        if limited is not None:
+            raise failures.rate_limited(self.endpoint, what, limited, bool(self.token))
+        left = _Deadline.left()
+        if left is not None and left <= 0:
+            raise failures.hub_unreachable(
+                self.endpoint,
+                f"no complete answer for {what} within the {_Deadline.seconds:.0f} s allowed for the checks "
+                f"before the download (last: {self.last_cause})",
+            )
+        raise failures.hub_unreachable(self.endpoint, f"{what}: {self.last_cause} (after {self.retries} attempts)")
 
     def headers(self) -> dict[str, str]:
         return dict(build_hf_headers(token=self.token if self.token else False))
@@ -124,7 +242,7 @@ class Hub:
         assert self.token
         token = self.token
         try:
-            info = self._call(lambda: self.api.whoami(token=token))
+            info = self._call("whoami (the token's owner)", lambda: self.api.whoami(token=token))
         except HfHubHTTPError as exc:
             status, _ = _answer(exc)
             if status == 401:
@@ -155,7 +273,10 @@ class Hub:
         """Resolve the revision to a commit and list its files with sizes and the Hub's hashes (one request)."""
         try:
             info = self._call(
-                lambda: self.api.model_info(repo, revision=revision, files_metadata=True, token=self._tok())
+                f"the file list of {repo}@{revision}",
+                lambda: self.api.model_info(
+                    repo, revision=revision, files_metadata=True, token=self._tok(), timeout=read_timeout()
+                ),
             )
         except HfHubHTTPError as exc:
             raise self.classify(exc, repo, revision) from None
@@ -178,7 +299,8 @@ class Hub:
 
         try:
             entries = self._call(
-                lambda: list(self.api.list_repo_tree(repo, revision=commit, recursive=True, token=self._tok()))
+                f"the file tree of {repo}",
+                lambda: list(self.api.list_repo_tree(repo, revision=commit, recursive=True, token=self._tok())),
             )
         except HfHubHTTPError as exc:
             raise self.classify(exc, repo, commit) from None
@@ -206,7 +328,7 @@ class Hub:
         ):
             raise failures.gated_token_permission(repo, user)
         try:
-            self._call(lambda: self.api.auth_check(repo, token=self._tok()))
+            self._call(f"the access check for {repo}", lambda: self.api.auth_check(repo, token=self._tok()))
             return []
         except GatedRepoError as exc:
             raise self.classify(exc, repo, snap.revision, user) from None
@@ -231,7 +353,7 @@ class Hub:
             hf_raise_for_status(r)
 
         try:
-            self._call(head)
+            self._call(f"a test request for {probe.path}", head)
         except HfHubHTTPError as exc:
             raise self.classify(exc, repo, snap.revision, user) from None
         return [f"{self.endpoint} has no access check; a request for {probe.path} was answered, so access looks fine"]
@@ -281,6 +403,30 @@ class Hub:
             return failures.gated_not_accepted(repo, user, failures.model_page(repo))
         return failures.hub_unreachable(self.endpoint, f"HTTP {status} from {_host(self.endpoint)}")
 
+@contextmanager
+def _speaking(say: Callable[[str], None] | None, what: str, attempt: int, attempts: int) -> Iterator[None]:
+    """While the body runs: after SPEAK_AFTER seconds, and every SPEAK_EVERY after that, say what we wait for."""
+    if say is None:
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def watch() -> None:
+        pause = SPEAK_AFTER
+        while not done.wait(pause):
+            waited = time.monotonic() - started
+            say(f"hub: still waiting for {what}: {waited:.0f} s so far (attempt {attempt} of {attempts})")
+            pause = SPEAK_EVERY
+
+    watcher = threading.Thread(target=watch, name="gatedfetch-waiting", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
 def _answer(exc: HfHubHTTPError) -> tuple[int, Mapping[str, str]]:
     """The status and headers of the answer behind a huggingface_hub error (0 and none without one)."""
     if exc.response is None:
@@ -305,6 +451,8 @@ def _describe_transport(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if "Connection refused" in text or "ConnectError" in type(exc).__name__:
         return f"connection refused ({type(exc).__name__})"
+    if isinstance(exc, httpx2.ReadTimeout) and "deadline" not in text:
+        return f"timed out: no answer within {read_timeout():.0f} s (HF_HUB_ETAG_TIMEOUT sets this wait)"
     if "timed out" in text.lower() or "Timeout" in type(exc).__name__:
-        return f"timed out ({type(exc).__name__})"
+        return f"timed out ({type(exc).__name__}: {text[:100]})"
     return f"{type(exc).__name__}: {text[:200]}"

@@ -157,6 +157,8 @@ class Fault:
     method: str | None = None
     close_after: int | None = None  # like reset_after, but a clean close (FIN) instead of a reset (RST)
     short: int | None = None  # a 206 that serves only this many bytes of the range asked (headers consistent)
+    silent: float | None = None  # read the request, answer nothing for this many seconds, then close
+    trickle: float | None = None  # a 200 whose body comes a byte every 0.2 s for this many seconds, then a close
 
 
 @dataclass
@@ -336,6 +338,7 @@ class TestHub:
         self.url = ""
         self.cdn_url = ""
         self.signing_key = os.urandom(16)
+        self.stopping = threading.Event()  # set by stop(): ends the waits of silent and trickling answers
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -357,6 +360,7 @@ class TestHub:
     def stop(self) -> None:
         """Stop accepting, close the listening sockets and every open (keep-alive) connection."""
         servers, self._servers = self._servers, []
+        self.stopping.set()
         for s in servers:
             s.shutdown()
             s.server_close()
@@ -397,16 +401,20 @@ class TestHub:
         method: str | None = None,
         close_after: int | None = None,
         short: int | None = None,
+        silent: float | None = None,
+        trickle: float | None = None,
     ) -> None:
         """Make matching requests fail. `match` is a substring of the request path (with its query; on the CDN
         the file's name is matched too). `status`: answer it instead (with `Retry-After` if `retry_after`).
         `reset_after=N`: headers and N body bytes, then a reset (RST). `close_after=N`: the same with a clean
         close (FIN). `flip_at=K`: body byte K xor 0xFF. `short=N`: a 206 for only the first N bytes of the range
-        asked, with matching headers (as CDN edges do). `times=None`: forever; each matching request uses one."""
+        asked, with matching headers (as CDN edges do). `silent=S`: accept, read, say nothing for S seconds (a hub
+        that hangs). `trickle=S`: a 200 with a large Content-Length whose body comes a byte every 0.2 s for S
+        seconds (no read timeout ever fires). `times=None`: forever; each matching request uses one."""
         if server not in ("hub", "cdn", "any"):
             raise ValueError(f"server must be hub, cdn or any, not {server!r}")
         fault = Fault(match, status, times, retry_after, reset_after, flip_at, server,
-                      method.upper() if method else None, close_after, short)
+                      method.upper() if method else None, close_after, short, silent, trickle)
         with self._lock:
             self._faults.append(fault)
 
@@ -557,6 +565,9 @@ class _Handler(BaseHTTPRequestHandler):
                 spec = self._cdn_spec()
                 target += f" {spec.path}" if spec else ""
             self.fault = self.hub.take_fault(self.server_name, method, target)
+            if self.fault is not None and (self.fault.silent is not None or self.fault.trickle is not None):
+                self._stall(self.fault)
+                return
             if self.fault is not None and self.fault.status is not None:
                 headers = {"Retry-After": str(self.fault.retry_after)} if self.fault.retry_after is not None else {}
                 raise _Refusal(self.fault.status, headers, f"injected {self.fault.status}")
@@ -571,6 +582,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
+
+    def _stall(self, fault: Fault) -> None:
+        """A hub that hangs: no answer at all, or one whose body never ends; either way bounded, then a close."""
+        self.close_connection = True
+        if fault.silent is not None:
+            self.hub.stopping.wait(fault.silent)
+            return
+        assert fault.trickle is not None
+        self.req.status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        self.wfile.flush()
+        until = time.monotonic() + fault.trickle
+        while time.monotonic() < until and not self.hub.stopping.wait(0.2):
+            self.wfile.write(b" ")
+            self.wfile.flush()
 
     # -- responses --------------------------------------------------------------------------
 

@@ -197,6 +197,8 @@ class _Pool:
                     best = max(best, piece.done)
                     fails += 1
                     if fails >= self.retries:
+                        if exc.status == 429:
+                            raise failures.rate_limited(self.endpoint, job.rf.path, exc.retry_after, True) from None
                         cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
                         raise failures.hub_unreachable(self.endpoint, cause) from None
                     if exc.fresh_url:
@@ -272,6 +274,7 @@ class _Pool:
                 raise Retry(
                     f"{status} {resp.reason} from {at}".replace("  ", " "),
                     float(retry_after) if retry_after.isdigit() else None,
+                    status=status,
                 )
             if 400 <= status < 500:
                 raise HttpRefused(status, resp.headers, resp.url)

@@ -57,11 +57,14 @@ class Headers(Mapping[str, str]):
 class Retry(Exception):
     """Something another attempt may fix: a reset, a timeout, a 5xx, a 429, a cut body."""
 
-    def __init__(self, cause: str, retry_after: float | None = None, *, fresh_url: bool = False) -> None:
+    def __init__(
+        self, cause: str, retry_after: float | None = None, *, fresh_url: bool = False, status: int = 0
+    ) -> None:
         super().__init__(cause)
         self.cause = cause
         self.retry_after = retry_after
         self.fresh_url = fresh_url  # a CDN refused its signed URL: ask /resolve again, no backoff
+        self.status = status  # the HTTP status behind it, 0 for a network fault
 
 
 class Fatal(Exception):
