@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from gatedfetch.transfer import partial_path
 from tests.conftest import MODEL, Env, hub_content
 
 
@@ -28,7 +29,7 @@ def start(env: Env, token: str, *args: str) -> subprocess.Popen[bytes]:
 
 def partial_size(out: Path, sha256: str) -> int:
     try:
-        return (out / ".gatedfetch" / "partial" / f"{sha256}.part").stat().st_size
+        return partial_path(out / ".gatedfetch", sha256).stat().st_size
     except FileNotFoundError:
         return 0
 

@@ -247,7 +247,7 @@ def fetch(hub: FakeHub, tmp_path: Path, rf: RemoteFile | None = None, **kw: Any)
 
 
 def partial_path(tmp_path: Path, rf: RemoteFile) -> Path:
-    return tmp_path / "out" / ".gatedfetch" / "partial" / f"{transfer.content_key(rf)}.part"
+    return transfer.partial_path(tmp_path / "out" / ".gatedfetch", transfer.content_key(rf))
 
 
 def seed_partial(tmp_path: Path, rf: RemoteFile, data: bytes) -> Path:

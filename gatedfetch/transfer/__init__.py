@@ -20,6 +20,7 @@ from .fetch import CONNECTIONS, fetch_all
 from .http import HttpRefused
 from .job import Cancelled, FileResult, RemoteFile, content_key
 from .partial import bytes_on_disk as partial_bytes
+from .partial import partial_path
 
 __all__ = [
     "CONNECTIONS",
@@ -30,5 +31,6 @@ __all__ = [
     "content_key",
     "fetch_all",
     "partial_bytes",
+    "partial_path",
 ]
 

@@ -61,7 +61,7 @@ class Job:
         # Not thread-local: the lock is taken by a stream and released by whichever thread closes the job.
         self.lock = FileLock(str(work_dir / "locks" / f"{self.key}.lock"), thread_local=False)
         self.state = "wait"  # wait (for the lock) → probe | single | ranged → done
-        self.partial = Partial(work_dir / "partial" / f"{self.key}.part", rf.size)
+        self.partial = Partial(partial_mod.partial_path(work_dir, self.key), rf.size)
         self.pieces: list[Piece] = []
         self.inflight: set[int] = set()  # ids of pieces a stream holds
         self.max_streams = 1 << 30  # how many of them at once (set when the probe's speed is known)
@@ -91,6 +91,10 @@ class Job:
             self.progress.start_file(self.rf.path, self.rf.size, self.rf.size)
             self._done(FileResult(self.rf.path, self.rf.size, done[0], done[1], 0, 0))
             return True
+        try:
+            partial_mod.adopt_legacy(self.work_dir, self.key)
+        except OSError as exc:
+            raise partial_mod.disk_failure(exc, self.work_dir / "partial", 0) from None
         ranges = self.partial.open()
         self.resumed_from = sum(b - a for a, b in ranges)
         self.progress.start_file(self.rf.path, self.rf.size, self.resumed_from)

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import struct
 import threading
 from collections.abc import Callable
@@ -102,10 +103,36 @@ def read_record(record: Path, size: int) -> list[tuple[int, int]] | None:
     return merge(ranges)
 
 
+def host_tag() -> str:
+    """This machine's name, as it appears in the names of its partial files.
+
+    On a folder shared by several machines each keeps and resumes its own partial: a lock alone does not
+    keep two machines off one file there, since on some network file systems a lock can succeed on two
+    machines at once (Lustre mounted with `localflock`; NFS without a working lock manager: see flock(2)).
+    Verified files are still moved into place atomically, and two movers move identical bytes.
+    """
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()).strip("-")[:64]
+    return name or "host"
+
+
+def partial_path(work_dir: Path, key: str) -> Path:
+    """Where this machine keeps the partial of the content named `key` (its expected hash)."""
+    return work_dir / "partial" / f"{key.lower()}.{host_tag()}.part"
+
+
+def adopt_legacy(work_dir: Path, key: str) -> None:
+    """A partial named without a host (written before partials carried one) becomes this machine's."""
+    old = work_dir / "partial" / f"{key.lower()}.part"
+    new = partial_path(work_dir, key)
+    if old.exists() and not new.exists():
+        if old.with_suffix(".pieces").exists():
+            os.replace(old.with_suffix(".pieces"), new.with_suffix(".pieces"))
+        os.replace(old, new)
+
+
 def bytes_on_disk(work_dir: Path, key: str, size: int) -> int:
-    """Bytes of a usable partial for the content named `key` (its expected hash): for the disk check and
-    the benchmark."""
-    part = work_dir / "partial" / f"{key.lower()}.part"
+    """Bytes of this machine's usable partial for the content named `key`: for the disk check and the benchmark."""
+    part = partial_path(work_dir, key)
     try:
         have = part.stat().st_size
     except OSError:
