@@ -45,8 +45,17 @@ def _is_loopback(host: str) -> bool:
 def run(opts: Options, rep: Reporter) -> int:
     # Imported here so that `--help` works with any python3, before the venv exists.
     from huggingface_hub import constants
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     from . import flow
+
+    try:
+        validate_repo_id(opts.model)
+    except HFValidationError as exc:
+        raise failures.usage(
+            f"--model {opts.model!r} is not a repo id: {exc}",
+            "pass it as owner/name, e.g. --model fishaudio/openaudio-s1-mini",
+        ) from None
 
     endpoint = constants.ENDPOINT.rstrip("/")
     rep.set(

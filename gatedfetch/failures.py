@@ -324,6 +324,25 @@ def unsafe_path(path: str) -> IntegrityFailure:
     )
 
 
+def layout_clash(path: str, other: str, why: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"the repository lists {path!r} and {other!r}: {why}; nothing was written",
+        "check --model and the endpoint (HF_ENDPOINT): the Hub never lists such a pair, a mirror may be serving "
+        "a broken listing",
+        file=path,
+    )
+
+
+def state_clash(path: str, state: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"the repository lists {path!r}, which would land in {state}/, where this tool keeps its own records; "
+        "nothing was written",
+        "check --model and the endpoint (HF_ENDPOINT); to get this repo anyway use `hf download` "
+        "(it keeps no records in the target folder)",
+        file=path,
+    )
+
+
 # --- 9: local disk --------------------------------------------------------------------------
 
 

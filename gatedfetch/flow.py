@@ -14,7 +14,7 @@ from .hub import Hub, Identity, RepoFile, Snapshot, end_of_phase, install_timeou
 from .options import PROJECT_DIR, Options
 from .progress import make_progress
 from .report import Reporter
-from .transfer import HttpRefused, RemoteFile, fetch_all, partial_bytes
+from .transfer import HttpRefused, RemoteFile, fetch_all, partial_bytes, safe_dest
 
 
 def offline(opts: Options, rep: Reporter) -> int:
@@ -74,7 +74,7 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> int:
     snap = Hub(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
     previous = manifest.load(opts.local_dir)
     todo, _ = _plan(opts.local_dir, previous, snap)
-    _check_disk(opts.local_dir, todo)
+    _check_disk(opts.local_dir, todo, write=False)
     total = sum(f.size for f in snap.files)
     rep.info(f"prepare: Python ready; {endpoint} reachable; {opts.model} needs {total / 1e9:.2f} GB, disk has room")
     res = tokens.resolve(None, "", os.environ, opts.env_file)
@@ -130,8 +130,9 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     user = who.name if who else ""
     rep.info(f"access: granted to {user or 'this token'} for {opts.model}@{snap.commit[:10]}")
 
+    _check_layout(snap)
     todo, kept = _plan(opts.local_dir, previous, snap)
-    _check_disk(opts.local_dir, todo)
+    _check_disk(opts.local_dir, todo, write=not opts.check)
     if opts.check:
         complete = not todo
         rep.set(local_complete=complete)
@@ -199,20 +200,47 @@ def _plan(
     return todo, kept
 
 
-def _check_disk(local_dir: Path, todo: list[RepoFile]) -> None:
+def _check_layout(snap: Snapshot) -> None:
+    """Before any byte: every listed path can land in the folder beside the others (exit 8 names the pair)."""
+    files = {f.path for f in snap.files}
+    for path in sorted(files):
+        safe_dest(Path("."), path)  # no absolute path, no '..'
+        top = path.split("/", 1)[0]
+        if top == manifest.WORK_DIR:
+            raise failures.state_clash(path, manifest.WORK_DIR)
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in files:
+                raise failures.layout_clash(parent, path, f"{parent!r} cannot be both a file and a folder")
+
+
+def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) -> None:
+    """Room and write access for what is to be fetched. With write=False (--check, --prepare) nothing is
+    created: the nearest folder that exists must let us create the rest."""
     work = manifest.work_dir(local_dir)
     needed = 0
     for f in todo:
         key = f.sha256 or f.blob_sha1
         needed += max(0, f.size - (partial_bytes(work, key, f.size) if key else 0))
-    try:
-        local_dir.mkdir(parents=True, exist_ok=True)
-        work.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=work, prefix=".write-test-"):
-            pass  # unique name: concurrent runs on one folder must not trip over each other
-    except OSError as exc:
-        raise failures.not_writable(str(local_dir), exc.strerror or str(exc)) from None
-    free = shutil.disk_usage(local_dir).free
+    if write:
+        try:
+            local_dir.mkdir(parents=True, exist_ok=True)
+            work.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=work, prefix=".write-test-"):
+                pass  # unique name: concurrent runs on one folder must not trip over each other
+        except OSError as exc:
+            raise failures.not_writable(str(local_dir), exc.strerror or str(exc)) from None
+        there = local_dir
+    else:
+        there = local_dir
+        while not there.exists() and there != there.parent:
+            there = there.parent
+        if not there.is_dir():
+            raise failures.not_writable(str(local_dir), f"{there} is not a folder")
+        if not os.access(there, os.W_OK | os.X_OK):
+            raise failures.not_writable(str(local_dir), f"no write permission in {there}")
+    free = shutil.disk_usage(there).free
     if needed > free:
         raise failures.no_space(str(local_dir), needed, free)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -70,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a big file is fetched in ranged pieces over several of them; 1: one stream per file",
     )
     p.add_argument(
+        "--force-local-dir",
+        action="store_true",
+        help="allow --local-dir to be the filesystem root, your home folder or this project's folder",
+    )
+    p.add_argument(
         "--allow-insecure-endpoint",
         action="store_true",
         help="allow a plain http:// HF_ENDPOINT that is not on this machine (the token would travel unencrypted)",
@@ -121,6 +128,7 @@ class Options:
     prepare: bool = False
     demo: str | None = None
     connections: int = DEFAULT_CONNECTIONS
+    force_local_dir: bool = False
 
 
 def _connections(flag: str | None) -> int:
@@ -135,20 +143,60 @@ def _connections(flag: str | None) -> int:
     return int(text)
 
 
+# git check-ref-format's rules, enough to refuse locally what no hub can resolve (a commit hash passes).
+_BAD_REVISION = re.compile(r"(^[/.-])|(\.\.)|(@\{)|([\x00-\x20\x7f~^:?*\[\\])|(/$)|(\.lock$)|(//)|(\.$)")
+
+
+def _revision(value: str) -> str:
+    if not value.strip():
+        raise failures.usage("--revision must not be empty", "pass a branch, tag or commit, e.g. --revision main")
+    if _BAD_REVISION.search(value):
+        raise failures.usage(
+            f"--revision {value!r} cannot be a branch, tag or commit name (no spaces, '..', '~^:?*[\\', "
+            "leading '-' or '/')",
+            "pass a branch, tag or commit as the model page lists them, e.g. --revision main",
+        )
+    return value
+
+
+def _local_dir(value: str | None, force: bool) -> Path:
+    """The target folder; never a folder whose other contents a download would mix with, unless asked."""
+    if value is None:
+        return DEFAULT_LOCAL_DIR
+    if not value.strip():
+        raise failures.usage("--local-dir is empty", f"name a folder, or leave the flag out for {DEFAULT_LOCAL_DIR}")
+    path = Path(value).expanduser().absolute()
+    if force:
+        return path
+    home = Path(os.environ.get("HOME") or "~").expanduser().absolute()
+    taboos = (
+        (Path(path.anchor), "the filesystem root"),
+        (home, "your home folder"),
+        (PROJECT_DIR, "this project's folder"),
+    )
+    for taboo, what in taboos:
+        if path.resolve() == taboo.resolve():
+            raise failures.usage(
+                f"--local-dir {value} is {what}: the model's files would mix with everything else there",
+                f"use a folder of its own, e.g. --local-dir {shlex.quote(str(path / 'openaudio-s1-mini'))} "
+                "(or add --force-local-dir if you really mean it)",
+            )
+    return path
+
+
 def parse(argv: list[str]) -> Options:
     a = build_parser().parse_args(argv)
     if a.model.count("/") != 1 or not all(a.model.split("/")):
         raise failures.usage(f"--model {a.model!r} is not of the form owner/name")
-    if not a.revision.strip():
-        raise failures.usage("--revision must not be empty")
     env_file = Path(a.env_file) if a.env_file else PROJECT_DIR / ".env"
     if a.env_file and not env_file.is_file():
         raise failures.usage(f"--env-file {a.env_file}: no such file")
     return Options(
         connections=_connections(a.connections),
-        local_dir=Path(a.local_dir).expanduser() if a.local_dir else DEFAULT_LOCAL_DIR,
+        local_dir=_local_dir(a.local_dir, a.force_local_dir),
+        force_local_dir=a.force_local_dir,
         model=a.model,
-        revision=a.revision,
+        revision=_revision(a.revision),
         env_file=env_file,
         token_stdin=a.token_stdin or bool(a.stdin_source),
         stdin_source=a.stdin_source or "standard input (--token-stdin)",

@@ -173,10 +173,11 @@ class Settings:
     redirect_lfs: bool = True
     mirror_gated_refusal: bool = False
     tree_page_size: int | None = None
+    listed_size_delta: dict[str, int] = dataclasses.field(default_factory=dict)  # path -> bytes the info adds
 
     def reset(self) -> None:
         for f in dataclasses.fields(self):
-            setattr(self, f.name, f.default)
+            setattr(self, f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
 
 
 @dataclass
@@ -792,9 +793,10 @@ class _Handler(BaseHTTPRequestHandler):
         for f in sorted(repo.commits[sha].values(), key=lambda f: f.path):
             s: dict[str, Any] = {"rfilename": f.path}
             if blobs:
-                s.update(size=f.size, blobId=f.tree_oid)
+                size = f.size + self.hub.settings.listed_size_delta.get(f.path, 0)  # a listing that lies
+                s.update(size=size, blobId=f.tree_oid)
                 if f.lfs:
-                    s["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
+                    s["lfs"] = {"sha256": f.sha256, "size": size, "pointerSize": len(f.pointer)}
             siblings.append(s)
         doc: dict[str, Any] = {
             "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],

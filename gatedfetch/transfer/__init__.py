@@ -16,7 +16,7 @@ every file over `/resolve` (a redirect to its CDN, with Range), so that is the o
 
 from __future__ import annotations
 
-from .fetch import CONNECTIONS, fetch_all
+from .fetch import CONNECTIONS, fetch_all, safe_dest
 from .http import HttpRefused
 from .job import Cancelled, FileResult, RemoteFile, content_key
 from .partial import bytes_on_disk as partial_bytes
@@ -32,5 +32,6 @@ __all__ = [
     "fetch_all",
     "partial_bytes",
     "partial_path",
+    "safe_dest",
 ]
 

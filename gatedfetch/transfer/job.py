@@ -153,7 +153,10 @@ class Job:
         if self.hasher is not None:
             self.hasher.stop()
             self.hasher = None
-        self.partial.close()
+        if self.state not in ("wait", "done") and not any(p.done for p in self.pieces):
+            self.partial.discard()  # not a byte came (another file failed first): nothing worth keeping
+        else:
+            self.partial.close()
         if self.lock.is_locked:
             self.lock.release()
         if self.state != "wait":
