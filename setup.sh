@@ -11,6 +11,10 @@
 
 set -euo pipefail
 
+# Started with standard error closed (`2>&-`): nothing can be said, but the job and its exit code still stand
+# (every message below would fail, and with `set -e` end the script).
+{ true >&2; } 2>/dev/null || exec 2>/dev/null
+
 HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${HERE}/.venv"
 MIN_PY="3.10"

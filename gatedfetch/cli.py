@@ -6,11 +6,13 @@ only `main()` prints the outcome and chooses the exit code.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import sys
 import traceback
 from collections.abc import Callable
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from . import failures
@@ -66,6 +68,7 @@ def run(opts: Options, rep: Reporter) -> int:
         token_source=None,
         user=None,
         token_role=None,
+        access_checked=False,
         commit=None,
         files=[],
     )
@@ -108,8 +111,9 @@ def guarded(
         rep.failure(missing)
         return finish(missing.exit_code)
     except Exception as exc:  # the last resort: a bug, never a traceback unless asked
-        bug = failures.unexpected(exc)
-        if os.environ.get(DEBUG_VARIABLE):
+        debug = bool(os.environ.get(DEBUG_VARIABLE))
+        bug = failures.unexpected(exc, debug)
+        if debug:
             from .tokens import redact
 
             print(redact("".join(traceback.format_exception(exc))), file=sys.stderr)
@@ -117,9 +121,28 @@ def guarded(
         return finish(bug.exit_code)
 
 
+def _writable(stream: TextIO | None) -> bool:
+    """False for a standard stream the shell closed (`>&-`, `2>&-`): Python then gives None, or the descriptor
+    number has been reused by something we cannot write to (a pipe's read end, in a shell pipeline)."""
+    if stream is None:
+        return False
+    try:
+        flags = fcntl.fcntl(stream.fileno(), fcntl.F_GETFL)
+    except (OSError, ValueError):
+        return False
+    return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not _writable(sys.stderr):  # `2>&-`: nowhere to say anything, but the job and its exit code still stand
+        sys.stderr = open(os.devnull, "w")  # for the life of the process
     rep = Reporter(quiet="--quiet" in args, json_mode="--json" in args)
+    if "--json" in args and not _writable(sys.stdout):  # `>&-`: the document could not be written; nothing done yet
+        rep.json_mode = False
+        rep.failure(failures.usage("--json: standard output is closed, so the JSON document cannot be written",
+                                   "give --json an open standard output (a file or a pipe), or leave --json out"))
+        return failures.UsageError.exit_code
     return guarded(
         rep,
         lambda: run(parse(args), rep),

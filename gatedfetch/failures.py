@@ -108,8 +108,9 @@ EXIT_MEANINGS: dict[int, str] = {
 # --- 1: unexpected --------------------------------------------------------------------------
 
 
-def unexpected(exc: BaseException) -> Unexpected:
-    return Unexpected(f"unexpected error: {type(exc).__name__}", ISSUES_HINT)
+def unexpected(exc: BaseException, debug: bool = False) -> Unexpected:
+    hint = "report it with the traceback above (tokens in it are masked)" if debug else ISSUES_HINT
+    return Unexpected(f"unexpected error: {type(exc).__name__}", hint)
 
 
 # --- 2: usage -------------------------------------------------------------------------------

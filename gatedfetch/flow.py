@@ -106,8 +106,12 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     if previous is not None and not opts.check and not manifest.missing(opts.local_dir, previous):
         snap = hub.snapshot(opts.model, opts.revision)
         if previous.commit == snap.commit and previous.model == opts.model:
-            rep.set(commit=snap.commit, user=previous.user or None, files=[_file_doc(e) for e in previous.files])
-            rep.info(f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir}")
+            # The copy is trusted; the token was not asked who it is, so no user is reported.
+            rep.set(commit=snap.commit, user=None, access_checked=False, files=[_file_doc(e) for e in previous.files])
+            rep.info(
+                f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir} "
+                "(the token's access was not checked again: `bash setup.sh --check` does)"
+            )
             return 0
     # whoami and the revision's listing do not depend on each other: ask both at once (one round trip less).
     # whoami's verdict comes first: an invalid token is the cause to name even when the listing failed too.
@@ -129,6 +133,7 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
         rep.warn(note)
     user = who.name if who else ""
     rep.info(f"access: granted to {user or 'this token'} for {opts.model}@{snap.commit[:10]}")
+    rep.set(access_checked=True)
 
     _check_layout(snap)
     todo, kept = _plan(opts.local_dir, previous, snap)
@@ -147,7 +152,7 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     end_of_phase()
     fetched, traffic = _transfer(opts, rep, hub, snap, todo)
     entries = sorted(kept + fetched, key=lambda e: e.path)
-    m = manifest.Manifest(opts.model, opts.revision, snap.commit, endpoint, user, entries)
+    m = manifest.Manifest(opts.model, opts.revision, snap.commit, tokens.redact(endpoint), user, entries)
     manifest.save(opts.local_dir, m)
     rep.set(files=[dict(_file_doc(e), **traffic.get(e.path, {"fetched_bytes": 0, "resumed_from": 0})) for e in entries])
     size = sum(e.size for e in entries)

@@ -47,7 +47,12 @@ class Resolution:
 SEEN: list[str] = []
 
 
+# The password of a URL's user info (HF_ENDPOINT=https://user:password@mirror): shown as ****.
+URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]*):([^/\s@]+)@")
+
+
 def redact(text: str) -> str:
+    text = URL_PASSWORD.sub(r"\1:****@", text)
     for secret in SEEN:
         text = text.replace(secret, mask(secret))
     return TOKEN_SHAPE.sub(lambda m: mask(m.group(0)), text)

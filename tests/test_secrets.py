@@ -242,4 +242,6 @@ def test_debug_traceback_masks_the_token(env: Env, tokens: dict[str, str], tmp_p
     r = env.run(env={"HF_TOKEN": tokens["accepted_read"], "PYTHONPATH": str(site), "GATEDFETCH_DEBUG": "1"})
     assert r.code == 1
     assert "Traceback" in r.err and "boom with hf_****" in r.err
+    assert "re-run with GATEDFETCH_DEBUG=1" not in r.err  # it is on already
+    assert "report it with the traceback above" in r.err
     assert_no_secret(tokens["accepted_read"], r.text)

@@ -348,6 +348,18 @@ def test_rerun_is_one_request_and_no_transfer(env: Env, tokens: dict[str, str]) 
     assert len(real) == 1, [q.path for q in real]
 
 
+def test_rerun_shortcut_reports_no_user_it_did_not_check(env: Env, tokens: dict[str, str]) -> None:
+    assert env.run(env={"HF_TOKEN": tokens["accepted_read"]}).code == 0
+    other = env.run("--json", env={"HF_TOKEN": tokens["not_accepted"]})
+    assert other.code == 0, other.err
+    doc = other.json()
+    assert doc["user"] is None and doc["access_checked"] is False
+    assert "alice" not in other.text
+    assert "access was not checked again: `bash setup.sh --check` does" in other.err
+    check = env.run("--check", env={"HF_TOKEN": tokens["not_accepted"]})
+    assert check.code == 5, check.text
+
+
 def test_offline_with_complete_copy_exits_0_without_network(env: Env, tokens: dict[str, str]) -> None:
     assert env.run(env={"HF_TOKEN": tokens["accepted_read"]}).code == 0
     env.hub.clear_requests()
