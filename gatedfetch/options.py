@@ -70,6 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
         "a big file is fetched in ranged pieces over several of them; 1: one stream per file",
     )
     p.add_argument(
+        "--reuse-from",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="another folder that may hold the model's files at their repo paths (e.g. another checkout's "
+        "checkpoints/openaudio-s1-mini); a file there is used only if its hash is the Hub's; repeatable. "
+        "huggingface_hub's cache (HF_HUB_CACHE, HF_HOME/hub) is always looked at",
+    )
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="bring files found on this machine in as hard links when on the same filesystem (no copy; the "
+        "two names share one file: never edit either in place)",
+    )
+    p.add_argument(
+        "--also-cache",
+        action="store_true",
+        help="also file the model into huggingface_hub's cache, so that `hf download --local-files-only` "
+        "and hf_hub_download(..., local_files_only=True) find it offline",
+    )
+    p.add_argument(
         "--allow-insecure-endpoint",
         action="store_true",
         help="allow a plain http:// HF_ENDPOINT that is not on this machine (the token would travel unencrypted)",
@@ -121,6 +142,9 @@ class Options:
     prepare: bool = False
     demo: str | None = None
     connections: int = DEFAULT_CONNECTIONS
+    reuse_from: tuple[Path, ...] = ()
+    link: bool = False
+    also_cache: bool = False
 
 
 def _connections(flag: str | None) -> int:
@@ -144,7 +168,17 @@ def parse(argv: list[str]) -> Options:
     env_file = Path(a.env_file) if a.env_file else PROJECT_DIR / ".env"
     if a.env_file and not env_file.is_file():
         raise failures.usage(f"--env-file {a.env_file}: no such file")
+    reuse_from = tuple(Path(d).expanduser() for d in a.reuse_from)
+    for d, given in zip(reuse_from, a.reuse_from, strict=True):
+        if not d.is_dir():
+            raise failures.usage(
+                f"--reuse-from {given}: no such folder",
+                f"check the path (`ls -d {given}`), then run `bash setup.sh --reuse-from DIR` with one that exists",
+            )
     return Options(
+        reuse_from=reuse_from,
+        link=a.link,
+        also_cache=a.also_cache,
         connections=_connections(a.connections),
         local_dir=Path(a.local_dir).expanduser() if a.local_dir else DEFAULT_LOCAL_DIR,
         model=a.model,
