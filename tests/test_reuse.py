@@ -248,11 +248,12 @@ def test_a_copy_killed_halfway_leaves_nothing_in_place_and_the_rerun_completes(b
     proc = start(env, "--reuse-from", str(source))
     try:
         deadline = time.monotonic() + 120  # a bound on the wait, not a measurement
-        while not copy.exists() and proc.poll() is None and time.monotonic() < deadline:
+        # the first byte of model.pth on disk, wherever it lands
+        while not (copy.exists() or dest.exists()) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.001)
         os.killpg(proc.pid, signal.SIGSTOP)  # frozen mid-copy: look at what is on disk now
-        assert copy.exists(), "the run ended (or never started the copy) before it could be stopped"
         assert not dest.exists()
+        assert copy.exists(), "the run ended (or never started the copy) before it could be stopped"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
