@@ -23,7 +23,8 @@ CONNECTIONS_VARIABLE = "GATEDFETCH_CONNECTIONS"
 ENVIRONMENT_HELP = """\
 environment:
   HF_TOKEN               token (also the older HUGGING_FACE_HUB_TOKEN); wins over .env and the stored login
-  HF_HOME                huggingface_hub's home; the stored login is $HF_HOME/token
+  HF_HOME                huggingface_hub's home; the stored login is $HF_HOME/token, its cache $HF_HOME/hub
+  HF_HUB_CACHE           huggingface_hub's cache, if elsewhere: files already there are reused once verified
   HF_TOKEN_PATH          the stored login's file, if elsewhere
   HF_ENDPOINT            the hub or mirror to use (default https://huggingface.co)
   HF_HUB_OFFLINE=1       no network: check the local copy against its manifest only
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--also-cache",
         action="store_true",
-        help="also file the model into huggingface_hub's cache, so that `hf download --local-files-only` "
+        help="also file the model into huggingface_hub's cache, so that `HF_HUB_OFFLINE=1 hf download` "
         "and hf_hub_download(..., local_files_only=True) find it offline",
     )
     p.add_argument(

@@ -20,7 +20,7 @@ file in place changes both; nothing here ever writes to, moves or chmods a candi
 
 `also_cache` does the reverse: it files the model into huggingface_hub's cache layout (blobs/<etag>,
 snapshots/<commit>/<path> as relative symlinks to the blob, refs/<revision> holding the commit), so that
-`hf_hub_download(..., local_files_only=True)` and `hf download --local-files-only` find it offline.
+`hf_hub_download(..., local_files_only=True)` and `HF_HUB_OFFLINE=1 hf download` find it offline.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pathlib import Path
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
+from . import failures
 from .hub import RepoFile, Snapshot
 from .transfer import partial as partial_mod
 from .transfer.fetch import safe_dest
@@ -358,6 +359,8 @@ def also_cache(snap: Snapshot, local_dir: Path, link: bool) -> tuple[Path, int, 
                 _symlink(blob, pointer)
         except OSError as exc:
             notes.append(f"{f.path}: could not be put in the cache at {storage} ({exc.strerror or exc})")
+        except failures.DiskFailure as exc:  # the model itself is ready: a full cache disk is worth a warning
+            notes.append(f"{f.path}: could not be put in the cache at {storage} ({exc.message})")
     if snap.revision != snap.commit:
         ref = storage / "refs" / snap.revision
         try:
