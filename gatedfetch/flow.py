@@ -9,7 +9,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import failures, manifest, prompt, tokens
+from . import failures, manifest, prompt, reuse, tokens
 from .hub import Hub, Identity, RepoFile, Snapshot, end_of_phase, install_timeouts
 from .options import PROJECT_DIR, Options
 from .progress import make_progress
@@ -112,6 +112,8 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
                 f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir} "
                 "(the token's access was not checked again: `bash setup.sh --check` does)"
             )
+            if opts.also_cache:
+                _also_cache(opts, rep, snap)
             return 0
     # whoami and the revision's listing do not depend on each other: ask both at once (one round trip less).
     # whoami's verdict comes first: an invalid token is the cause to name even when the listing failed too.
@@ -158,9 +160,39 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     size = sum(e.size for e in entries)
     rep.info(
         f"ready: {len(entries)} files, {size / 1e6:.1f} MB, {opts.model}@{snap.commit[:10]} "
-        f"verified in {opts.local_dir}" + (f" (user {user})" if user else "")
+        f"verified in {opts.local_dir}" + (f" (user {user})" if user else "") + _reuse_summary(entries, traffic)
     )
+    if opts.also_cache:
+        _also_cache(opts, rep, snap)
     return 0
+
+
+def _reuse_summary(entries: list[manifest.FileEntry], traffic: dict[str, dict[str, int]]) -> str:
+    """"; 3.6 GB reused from the Hugging Face cache, 0 B downloaded" when this run reused anything."""
+    reused = {source: 0 for source in reuse.WHERE}
+    for e in entries:
+        if e.path in traffic and e.source in reused:
+            reused[e.source] += e.size
+    if not any(reused.values()):
+        return ""
+    parts = [f"{_bytes(n)} reused from {reuse.WHERE[source]}" for source, n in reused.items() if n]
+    downloaded = sum(t["fetched_bytes"] for t in traffic.values())
+    return "; " + ", ".join(parts) + f", {_bytes(downloaded)} downloaded"
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> None:
+    folder, written, notes = reuse.also_cache(snap, opts.local_dir, opts.link)
+    for note in notes:
+        rep.warn(note)
+    rep.set(hf_cache_snapshot=str(folder))
+    rep.info(f"also in the Hugging Face cache: {folder} ({_bytes(written)} written)")
 
 
 def switch_hint(found: tokens.Found) -> str:
@@ -253,9 +285,22 @@ def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) ->
 def _transfer(
     opts: Options, rep: Reporter, hub: Hub, snap: Snapshot, todo: list[RepoFile]
 ) -> tuple[list[manifest.FileEntry], dict[str, dict[str, int]]]:
-    """Fetch and verify; return the manifest entries and, per file, the bytes fetched and reused."""
+    """Reuse verified local copies, fetch and verify the rest; return the manifest entries and, per file,
+    the bytes fetched and resumed."""
+    work = manifest.work_dir(opts.local_dir)
+    found, notes = reuse.bring_all(todo, snap, opts.local_dir, work, opts.reuse_from, opts.link)
+    for note in notes:
+        rep.warn(note)
+    entries = []
+    traffic: dict[str, dict[str, int]] = {}
+    for u in found:
+        rep.info(f"{u.path}: {'linked' if u.linked else 'copied'} from {u.origin} ({reuse.WHERE[u.source]}), verified")
+        entry = manifest.FileEntry(u.path, u.size, u.sha256, True, source=u.source)
+        entries.append(manifest.stamp(opts.local_dir, entry))
+        traffic[u.path] = {"fetched_bytes": 0, "resumed_from": 0}
+    done = {u.path for u in found}
     remote = []
-    for f in todo:
+    for f in (f for f in todo if f.path not in done):
         remote.append(
             RemoteFile(
                 path=f.path,
@@ -266,13 +311,13 @@ def _transfer(
             )
         )
     if not remote:
-        return [], {}
+        return entries, traffic
     progress = make_progress("quiet" if opts.quiet else ("tty" if sys.stderr.isatty() else "lines"))
     try:
         results = fetch_all(
             remote,
             opts.local_dir,
-            manifest.work_dir(opts.local_dir),
+            work,
             hub.headers(),
             progress=progress,
             endpoint=hub.endpoint,
@@ -282,10 +327,11 @@ def _transfer(
         raise hub.classify_status(exc.status, exc.headers, snap.repo, snap.revision) from None
     finally:
         progress.close()
-    entries = []
-    traffic = {r.path: {"fetched_bytes": r.fetched_bytes, "resumed_from": r.resumed_from} for r in results}
     for r in results:
-        entries.append(manifest.stamp(opts.local_dir, manifest.FileEntry(r.path, r.size, r.sha256, r.verified)))
+        traffic[r.path] = {"fetched_bytes": r.fetched_bytes, "resumed_from": r.resumed_from}
+        source = reuse.PARTIAL if r.resumed_from else reuse.DOWNLOAD
+        entry = manifest.FileEntry(r.path, r.size, r.sha256, r.verified, source=source)
+        entries.append(manifest.stamp(opts.local_dir, entry))
         if r.resumed_from:
             rep.info(f"{r.path}: resumed from {r.resumed_from / 1e6:.1f} MB")
         if not r.verified:
@@ -294,4 +340,4 @@ def _transfer(
 
 
 def _file_doc(e: manifest.FileEntry) -> dict[str, object]:
-    return {"path": e.path, "size": e.size, "sha256": e.sha256, "verified": e.verified}
+    return {"path": e.path, "size": e.size, "sha256": e.sha256, "verified": e.verified, "source": e.source}

@@ -25,6 +25,9 @@ class FileEntry:
     sha256: str
     verified: bool
     mtime_ns: int = 0
+    # where the bytes came from: download | partial | hf-cache | reuse-from (see reuse.py); manifests
+    # written before this field existed were all downloads
+    source: str = "download"
 
 
 @dataclass

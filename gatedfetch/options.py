@@ -25,7 +25,8 @@ CONNECTIONS_VARIABLE = "GATEDFETCH_CONNECTIONS"
 ENVIRONMENT_HELP = """\
 environment:
   HF_TOKEN               token (also the older HUGGING_FACE_HUB_TOKEN); wins over .env and the stored login
-  HF_HOME                huggingface_hub's home; the stored login is $HF_HOME/token
+  HF_HOME                huggingface_hub's home; the stored login is $HF_HOME/token, its cache $HF_HOME/hub
+  HF_HUB_CACHE           huggingface_hub's cache, if elsewhere: files already there are reused once verified
   HF_TOKEN_PATH          the stored login's file, if elsewhere
   HF_ENDPOINT            the hub or mirror to use (default https://huggingface.co)
   HF_HUB_OFFLINE=1       no network: check the local copy against its manifest only
@@ -75,6 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-local-dir",
         action="store_true",
         help="allow --local-dir to be the filesystem root, your home folder or this project's folder",
+    )
+    p.add_argument(
+        "--reuse-from",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="another folder that may hold the model's files at their repo paths (e.g. another checkout's "
+        "checkpoints/openaudio-s1-mini); a file there is used only if its hash is the Hub's; repeatable. "
+        "huggingface_hub's cache (HF_HUB_CACHE, HF_HOME/hub) is always looked at",
+    )
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="bring files found on this machine in as hard links when on the same filesystem (no copy; the "
+        "two names share one file: never edit either in place)",
+    )
+    p.add_argument(
+        "--also-cache",
+        action="store_true",
+        help="also file the model into huggingface_hub's cache, so that `HF_HUB_OFFLINE=1 hf download` "
+        "and hf_hub_download(..., local_files_only=True) find it offline",
     )
     p.add_argument(
         "--allow-insecure-endpoint",
@@ -129,6 +151,9 @@ class Options:
     demo: str | None = None
     connections: int = DEFAULT_CONNECTIONS
     force_local_dir: bool = False
+    reuse_from: tuple[Path, ...] = ()
+    link: bool = False
+    also_cache: bool = False
 
 
 def _connections(flag: str | None) -> int:
@@ -191,7 +216,17 @@ def parse(argv: list[str]) -> Options:
     env_file = Path(a.env_file) if a.env_file else PROJECT_DIR / ".env"
     if a.env_file and not env_file.is_file():
         raise failures.usage(f"--env-file {a.env_file}: no such file")
+    reuse_from = tuple(Path(d).expanduser() for d in a.reuse_from)
+    for d, given in zip(reuse_from, a.reuse_from, strict=True):
+        if not d.is_dir():
+            raise failures.usage(
+                f"--reuse-from {given}: no such folder",
+                f"check the path (`ls -d {given}`), then run `bash setup.sh --reuse-from DIR` with one that exists",
+            )
     return Options(
+        reuse_from=reuse_from,
+        link=a.link,
+        also_cache=a.also_cache,
         connections=_connections(a.connections),
         local_dir=_local_dir(a.local_dir, a.force_local_dir),
         force_local_dir=a.force_local_dir,
