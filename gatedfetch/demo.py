@@ -50,7 +50,14 @@ def run(opts: Options, rep: Reporter) -> int:
         argv = [sys.executable, str(PROJECT_DIR / "auth_helper.py"), "--token-stdin", "--local-dir", str(work / "out")]
         argv += [flag for flag, on in (("--json", opts.json), ("--quiet", opts.quiet), ("--check", opts.check)) if on]
         done = subprocess.run(argv, input=token.encode(), env=env, cwd=PROJECT_DIR)
-        rep.info(f"demo: ---- exit code {done.returncode}; removing {work} ----")
+        rep.info(f"demo: ---- removing {work} ----")
+        if done.returncode and scenario != "granted":
+            rep.info(
+                f"demo: exit code {done.returncode} is this scenario's refusal, shown on purpose: the demo worked "
+                "(`bash setup.sh --demo` shows a granted run)"
+            )
+        else:
+            rep.info(f"demo: exit code {done.returncode}")
         return done.returncode
     finally:
         hub.terminate()

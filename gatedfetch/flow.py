@@ -81,7 +81,10 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> int:
     if res.found is None:
         rep.ok_status = "needs_token"
         rep.info("prepare: no token on this machine yet. Next steps, after you log in:")
-        rep.info(f"  1. {hf_command()} auth login   (paste a read token from https://huggingface.co/settings/tokens)")
+        rep.info(
+            f"  1. {hf_command()} auth login   (at its menu press the down arrow to 'Paste an access token', Enter, "
+            "then paste a read token from https://huggingface.co/settings/tokens)"
+        )
         rep.info(f"  2. bash {PROJECT_DIR / 'setup.sh'}")
         return 0
     rep.info("prepare: a token is available: continuing with the full setup")

@@ -52,6 +52,8 @@ def test_demo_scenario_shows_its_message(env: Env) -> None:
     r = env.run("--demo", "pending", drop=("HF_ENDPOINT",), local_dir=False)
     assert r.code == 5
     assert "awaiting a review" in r.err
+    last = r.err.strip().splitlines()[-1]
+    assert "exit code 5 is this scenario's refusal, shown on purpose: the demo worked" in last
 
 
 def test_demo_json_is_one_document(env: Env) -> None:
