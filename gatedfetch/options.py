@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -135,6 +136,18 @@ def _connections(flag: str | None) -> int:
     return int(text)
 
 
+def _check_env_file(given: str) -> None:
+    """--env-file names a regular file (after symlinks): a FIFO or a device could block or never end."""
+    try:
+        mode = os.stat(given).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise failures.usage(f"--env-file {given}: no such file") from None
+    except OSError as exc:
+        raise failures.usage(f"--env-file {given}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise failures.env_flag_not_regular(given, failures.file_type(mode))
+
+
 def parse(argv: list[str]) -> Options:
     a = build_parser().parse_args(argv)
     if a.model.count("/") != 1 or not all(a.model.split("/")):
@@ -142,8 +155,8 @@ def parse(argv: list[str]) -> Options:
     if not a.revision.strip():
         raise failures.usage("--revision must not be empty")
     env_file = Path(a.env_file) if a.env_file else PROJECT_DIR / ".env"
-    if a.env_file and not env_file.is_file():
-        raise failures.usage(f"--env-file {a.env_file}: no such file")
+    if a.env_file:
+        _check_env_file(a.env_file)
     return Options(
         connections=_connections(a.connections),
         local_dir=Path(a.local_dir).expanduser() if a.local_dir else DEFAULT_LOCAL_DIR,
