@@ -148,17 +148,9 @@ def shell_path(path: str | Path) -> str:
 
 
 def file_type(mode: int) -> str:
-    """What a file is, in words, for one that is not a regular file."""
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a file"
+    """What a file that is not a regular file is, in words."""
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device"}
+    return next((name for test, name in kinds.items() if test(mode)), "a special file (a device or socket)")
 
 
 def no_token(env_file: str, no_tty: bool = True) -> NoToken:
@@ -183,16 +175,15 @@ def env_file_unreadable(env_file: str, why: str, reason: str) -> NoToken:
     from .options import PROJECT_DIR
 
     dotenv = shell_path(env_file)
-    fixes = {
-        "type": f"move it away (`mv {dotenv} {shell_path(env_file + '.old')}`), then "
-        f"`cp {shell_path(PROJECT_DIR / '.env.example')} {dotenv} && chmod 600 {dotenv}` and put HF_TOKEN=hf_... in it",
-        "size": f"a .env holds a few lines: check that {dotenv} is the right file, "
-        "or name a small one with --env-file PATH",
+    fix = {
+        "type": f"move it away (`mv {dotenv} {shell_path(env_file + '.old')}`), then `cp "
+        f"{shell_path(PROJECT_DIR / '.env.example')} {dotenv} && chmod 600 {dotenv}` and put HF_TOKEN=hf_... in it",
+        "size": f"a .env holds a few lines: check that {dotenv} is the right file, or name a small one (--env-file)",
         "os": f"check it with `ls -l {dotenv}`; if it is yours: `chmod 600 {dotenv}`",
-    }
+    }[reason]
     return NoToken(
         f"{env_file} {why}: it was not read, and no other source gave a token",
-        fixes.get(reason, "") + "; or give the token another way: `hf auth login`, or `export HF_TOKEN=hf_...`",
+        fix + "; or give the token another way: `hf auth login`, or `export HF_TOKEN=hf_...`",
         reason=reason,
     )
 

@@ -141,9 +141,9 @@ def read_regular(path: Path, limit: int = ENV_FILE_LIMIT) -> bytes | None:
     so one swapped in between is refused too. At most `limit` + 1 bytes are read.
     """
     try:
-        _refuse_odd(os.stat(path).st_mode)
+        _refuse_odd(os.stat(path).st_mode, path)
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb") as f:
-            _refuse_odd(os.fstat(f.fileno()).st_mode)
+            _refuse_odd(os.fstat(f.fileno()).st_mode, path)
             data = f.read(limit + 1)
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -154,9 +154,10 @@ def read_regular(path: Path, limit: int = ENV_FILE_LIMIT) -> bytes | None:
     return data
 
 
-def _refuse_odd(mode: int) -> None:
+def _refuse_odd(mode: int, path: Path) -> None:
     if not stat.S_ISREG(mode):
-        raise Unreadable(f"is {failures.file_type(mode)}, not a regular file", "type")
+        link = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+        raise Unreadable(f"is {failures.file_type(mode)}{link}, not a regular file", "type")
 
 
 def read_env_file(path: Path, warnings: list[str]) -> str | None:

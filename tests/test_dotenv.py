@@ -4,6 +4,7 @@ only when it is), and fix commands that work pasted from anywhere, even with a s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -33,10 +34,8 @@ def fifo_env(env: Env) -> Iterator[Path]:
     path = env.project / ".env"
     os.mkfifo(path)
     yield path
-    try:
+    with contextlib.suppress(OSError):  # ENXIO: no reader waits on it, as it should be
         os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-    except OSError:  # ENXIO: no reader waits on it, as it should be
-        pass
 
 
 def higher_source(how: str, token: str) -> tuple[tuple[str, ...], dict[str, str], bytes | None]:
@@ -71,7 +70,7 @@ def test_env_linked_to_dev_zero_is_refused_as_a_device_not_read_into_memory(env:
     (env.project / ".env").symlink_to("/dev/zero")
     r = env.run("--check", timeout=NO_HANG)
     assert r.code == 3, r.err
-    assert "is a character device, not a regular file" in r.err
+    assert "is a character device (a link to /dev/zero), not a regular file" in r.err
     assert "MemoryError" not in r.text and "Traceback" not in r.text
 
 
@@ -79,7 +78,19 @@ def test_env_linked_to_dev_zero_costs_a_warning_when_hf_token_is_set(env: Env, t
     (env.project / ".env").symlink_to("/dev/zero")
     r = env.run("--check", env={"HF_TOKEN": tokens["accepted_read"]}, timeout=NO_HANG)
     assert r.code == 0, r.err
-    assert "is a character device, not a regular file: not read (HF_TOKEN from the environment is used)" in r.err
+    assert "(a link to /dev/zero), not a regular file: not read (HF_TOKEN from the environment is used)" in r.err
+
+
+def test_fifo_as_the_stored_login_does_not_hang_when_hf_token_is_set(env: Env, tokens: dict[str, str]) -> None:
+    env.token_file.parent.mkdir(parents=True)
+    os.mkfifo(env.token_file)
+    try:
+        r = env.run("--check", env={"HF_TOKEN": tokens["accepted_read"]}, timeout=NO_HANG)
+    finally:
+        with contextlib.suppress(OSError):  # a reader blocked on it (a regression) gets end-of-file
+            os.close(os.open(env.token_file, os.O_WRONLY | os.O_NONBLOCK))
+    assert r.code == 0, r.err
+    assert f"the stored login {env.token_file} is a FIFO, not a regular file: not read" in r.err
 
 
 def test_env_larger_than_1_mib_is_refused_even_with_a_token_in_it(env: Env, tokens: dict[str, str]) -> None:
