@@ -6,6 +6,10 @@ only the CLI entry point turns a `Failure` into output and an exit code.
 
 from __future__ import annotations
 
+import os
+import shlex
+import stat
+from pathlib import Path
 from typing import Any, ClassVar
 
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
@@ -128,20 +132,61 @@ def missing_module(python: str, module: str | None, requirements: str) -> Unexpe
     )
 
 
+def env_flag_not_regular(given: str, kind: str) -> UsageError:
+    return UsageError(
+        f"--env-file {given} is {kind}, not a regular file",
+        "give a regular file holding HF_TOKEN=hf_... (a pipe or device is never read: it could block or never end); "
+        "to pipe a token in, use --token-stdin",
+    )
+
+
 # --- 3: no token ----------------------------------------------------------------------------
 
 
+def shell_path(path: str | Path) -> str:
+    """A path as one shell word, absolute: a fix command must work pasted anywhere, spaces and all."""
+    return shlex.quote(os.path.abspath(path))
+
+
+def file_type(mode: int) -> str:
+    """What a file that is not a regular file is, in words."""
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device"}
+    return next((name for test, name in kinds.items() if test(mode)), "a special file (a device or socket)")
+
+
 def no_token(env_file: str, no_tty: bool = True) -> NoToken:
+    from .options import PROJECT_DIR  # here, not at the top: options imports this module
+
+    dotenv = shell_path(env_file)
     how = (
         "do one of these, then run `bash setup.sh` again:\n"
         "  hf auth login                (paste a read token; older installs: huggingface-cli login)\n"
         f"  export HF_TOKEN=hf_...       (a read token from {TOKENS_PAGE})\n"
-        f"  cp .env.example {env_file}   (then put HF_TOKEN=hf_... in it and `chmod 600 {env_file}`)"
+        f"  cp {shell_path(PROJECT_DIR / '.env.example')} {dotenv}\n"
+        f"                               (then put HF_TOKEN=hf_... in it and `chmod 600 {dotenv}`)"
     )
     why = "no Hugging Face token found (looked at --token-stdin, HF_TOKEN, " + env_file + ", the stored login)"
     if no_tty:
         why += "; not interactive (no terminal, or CI is set), so not prompting"
     return NoToken(why, how)
+
+
+def env_file_unreadable(env_file: str, why: str, reason: str) -> NoToken:
+    """The .env exists but was not read (`reason`: "type", "size" or "os") and no other source had a token."""
+    from .options import PROJECT_DIR
+
+    dotenv = shell_path(env_file)
+    fix = {
+        "type": f"move it away (`mv {dotenv} {shell_path(env_file + '.old')}`), then `cp "
+        f"{shell_path(PROJECT_DIR / '.env.example')} {dotenv} && chmod 600 {dotenv}` and put HF_TOKEN=hf_... in it",
+        "size": f"a .env holds a few lines: check that {dotenv} is the right file, or name a small one (--env-file)",
+        "os": f"check it with `ls -l {dotenv}`; if it is yours: `chmod 600 {dotenv}`",
+    }[reason]
+    return NoToken(
+        f"{env_file} {why}: it was not read, and no other source gave a token",
+        fix + "; or give the token another way: `hf auth login`, or `export HF_TOKEN=hf_...`",
+        reason=reason,
+    )
 
 
 def empty_stdin() -> NoToken:
@@ -158,6 +203,28 @@ def token_malformed(source: str, problem: str) -> TokenRejected:
     return TokenRejected(
         f"the token from {source} is malformed: {problem}",
         f"copy the token again from {TOKENS_PAGE} (only the hf_... value, nothing around it)",
+    )
+
+
+def env_file_utf16(env_file: str, encoding: str) -> TokenRejected:
+    dotenv = shell_path(env_file)
+    fresh = shell_path(env_file + ".utf8")
+    return TokenRejected(
+        f"{env_file} is saved as {encoding} (as some Windows editors and PowerShell's `>` do), not UTF-8: "
+        "its HF_TOKEN cannot be read",
+        f"re-save it as UTF-8: `iconv -f {encoding} -t UTF-8 {dotenv} > {fresh} && mv {fresh} {dotenv} "
+        f"&& chmod 600 {dotenv}` (or in the editor: save with the encoding UTF-8)",
+        encoding=encoding,
+    )
+
+
+def env_token_line(env_file: str, line: int, problem: str) -> TokenRejected:
+    """The HF_TOKEN line of a .env holds bytes no token has (`problem` says which and where, never the value)."""
+    return TokenRejected(
+        f"{env_file}: line {line}, the HF_TOKEN line, {problem}",
+        f"open {shell_path(env_file)} in an editor, write line {line} again as HF_TOKEN=hf_... "
+        f"(copy the token from {TOKENS_PAGE}) and save it as UTF-8",
+        line=line,
     )
 
 

@@ -46,8 +46,11 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
     for w in res.warnings:
         rep.warn(w)
     if res.found is None:
+        unread = res.env_unreadable
         if not prompt.can_prompt():
-            raise failures.no_token(str(opts.env_file), no_tty=True)
+            raise unread.failure(opts.env_file) if unread else failures.no_token(str(opts.env_file), no_tty=True)
+        if unread:
+            rep.warn(f"{opts.env_file} {unread.why}: not read")
         warnings: list[str] = []
         typed = tokens.clean(prompt.ask_token(), "the token you typed", warnings)
         for w in warnings:
@@ -56,7 +59,7 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
             raise failures.no_token(str(opts.env_file), no_tty=False)
         tokens.SEEN.append(typed)
         res.found = tokens.Found(token=typed, source="the token you typed", kind="prompt")
-    if res.found.kind == "dotenv":
+    if res.found.kind == "dotenv" or res.env_holds_token:
         for w in tokens.env_file_warnings(opts.env_file):
             rep.warn(w)
     rep.info(f"token: {res.found.source} ({tokens.mask(res.found.token)})")

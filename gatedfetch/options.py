@@ -7,6 +7,7 @@ import argparse
 import os
 import re
 import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -209,6 +210,18 @@ def _local_dir(value: str | None, force: bool) -> Path:
     return path
 
 
+def _check_env_file(given: str) -> None:
+    """--env-file names a regular file (after symlinks): a FIFO or a device could block or never end."""
+    try:
+        mode = os.stat(given).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise failures.usage(f"--env-file {given}: no such file") from None
+    except OSError as exc:
+        raise failures.usage(f"--env-file {given}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise failures.env_flag_not_regular(given, failures.file_type(mode))
+
+
 def parse(argv: list[str]) -> Options:
     a = build_parser().parse_args(argv)
     if a.model.count("/") != 1 or not all(a.model.split("/")):
@@ -223,6 +236,10 @@ def parse(argv: list[str]) -> Options:
                 f"--reuse-from {given}: no such folder",
                 f"check the path (`ls -d {given}`), then run `bash setup.sh --reuse-from DIR` with one that exists",
             )
+
+
+    if a.env_file:
+        _check_env_file(a.env_file)
     return Options(
         reuse_from=reuse_from,
         link=a.link,

@@ -4,18 +4,22 @@ One ordered chain (first non-empty wins), as huggingface_hub's own `get_token()`
 project's extra sources and a name for each:
   1. standard input (`--token-stdin`, or the value setup.sh piped from the environment)
   2. HF_TOKEN / HUGGING_FACE_HUB_TOKEN in the environment
-  3. HF_TOKEN in a .env file (parsed with python-dotenv, never executed)
+  3. HF_TOKEN in a .env file (parsed with python-dotenv, never executed; only a regular file of at most
+     1 MiB, read without ever blocking)
   4. the stored login of `hf auth login` (huggingface_hub's HF_TOKEN_PATH)
 Nothing here prints: problems are raised as failures, remarks are returned as warnings.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
+import os
 import re
+import shlex
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +32,9 @@ _QUOTES = "'\"`"
 _PLACEHOLDER_WORDS = ("your", "token_here", "tokenhere", "changeme", "replace", "insert", "paste", "example")
 
 ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# A .env holds a few lines; a bigger file is the wrong one (a log, /dev/zero through a link): read at most this + 1.
+ENV_FILE_LIMIT = 1024 * 1024
+_TOKEN_LINE = re.compile(rb"""\s*(?:export\s+)?['"]?(?:HF_TOKEN|HUGGING_FACE_HUB_TOKEN)['"]?\s*=""")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class Found:
 class Resolution:
     found: Found | None
     warnings: list[str] = field(default_factory=list)
+    env_unreadable: Unreadable | None = None  # the .env exists but was not read, and no source won
+    env_holds_token: bool = False  # the .env has a non-empty HF_TOKEN, whichever source won
 
 
 # Every token this process found, so a debug traceback can mask them whatever their shape.
@@ -117,31 +126,108 @@ def placeholder_kind(token: str) -> str:
     return ""
 
 
-def read_env_file(path: Path, warnings: list[str]) -> str | None:
-    """HF_TOKEN from a .env file, parsed (never sourced). Parse problems name lines, never values."""
+class Unreadable(Exception):
+    """Why an existing file was not read: `why` follows its path ("is a FIFO, not a regular file")."""
+
+    def __init__(self, why: str, reason: str) -> None:
+        super().__init__(why)
+        self.why = why
+        self.reason = reason  # "type", "size" or "os"
+
+    def failure(self, env_file: Path) -> failures.NoToken:
+        return failures.env_file_unreadable(str(env_file), self.why, self.reason)
+
+
+def read_regular(path: Path, limit: int = ENV_FILE_LIMIT) -> bytes | None:
+    """The bytes of a regular file (symlinks followed) of at most `limit` bytes; None when there is none.
+
+    Never blocks, never reads without end: stat refuses a FIFO, device or directory before any open
+    (a device is never opened); the open is non-blocking and fstat checks the opened file again,
+    so one swapped in between is refused too. At most `limit` + 1 bytes are read.
+    """
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        _refuse_odd(os.stat(path).st_mode, path)
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb") as f:
+            _refuse_odd(os.fstat(f.fileno()).st_mode, path)
+            data = f.read(limit + 1)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        warnings.append(f"cannot read {path}: {exc.strerror}")
+        raise Unreadable(f"cannot be read ({exc.strerror})", "os") from None
+    if len(data) > limit:
+        raise Unreadable(f"is larger than {limit / 2**20:g} MiB", "size")
+    return data
+
+
+def _refuse_odd(mode: int, path: Path) -> None:
+    if not stat.S_ISREG(mode):
+        link = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+        raise Unreadable(f"is {failures.file_type(mode)}{link}, not a regular file", "type")
+
+
+def read_env_file(path: Path, warnings: list[str]) -> str | None:
+    """HF_TOKEN from a .env file, parsed (never sourced). Problems name lines and bytes, never values.
+
+    None when there is no such file; `Unreadable` when it is not a regular file up to 1 MiB or cannot
+    be read; a TokenRejected failure when it is UTF-16 or its HF_TOKEN line holds bytes no token has.
+    """
+    data = read_regular(path)
+    if data is None:
         return None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:200]:
-        raise failures.token_malformed(
-            str(path), "the file is UTF-16 (saved by some Windows editors); save it as UTF-8"
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise failures.token_malformed(
-            str(path), f"the file is not UTF-8 (byte {exc.start + 1} cannot be decoded); save it as UTF-8"
-        ) from None
-    values = _parse_dotenv(text, path, warnings)
+    values = _parse_dotenv(_decode_env(data, path, warnings), path, warnings)
     for key in ENV_VARS:
         value = values.get(key)
         if value:
             return value
     return None
+
+
+def _decode_env(data: bytes, path: Path, warnings: list[str]) -> str:
+    """The text of a .env. UTF-16 is refused by name. A line that is not UTF-8 or holds a NUL byte is
+    skipped with a warning naming it; when it is the HF_TOKEN line, that is the failure, said exactly."""
+    encoding = _utf16(data)
+    if encoding:
+        raise failures.env_file_utf16(str(path), encoding)
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    lines: list[str] = []
+    for number, line in enumerate(data.splitlines(keepends=True), start=1):
+        problem = _byte_problem(line)
+        if not problem:
+            lines.append(line.decode("utf-8"))
+        elif _TOKEN_LINE.match(line):
+            raise failures.env_token_line(str(path), number, problem)
+        else:
+            warnings.append(f"{path}: line {number} {problem}; skipped it (only the HF_TOKEN line matters)")
+            lines.append("\n")
+    return "".join(lines)
+
+
+def _byte_problem(line: bytes) -> str:
+    """What in a line no text file should hold, and where (a byte position, never the content)."""
+    nul = line.find(b"\x00")
+    if nul >= 0:
+        return f"holds a NUL byte (0x00) at byte {nul + 1} of the line"
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"holds a byte that is not UTF-8 (0x{line[exc.start]:02x} at byte {exc.start + 1} of the line)"
+    return ""
+
+
+def _utf16(data: bytes) -> str:
+    """"UTF-16" for a UTF-16 byte-order mark, "UTF-16LE"/"UTF-16BE" for text with every other byte NUL
+    (at least 3 pairs in 4 in the first 512 bytes), "" for anything else (a stray NUL is not UTF-16)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    pairs = min(len(data), 512) // 2
+    if pairs < 2:
+        return ""
+    first, second = data[0 : 2 * pairs : 2], data[1 : 2 * pairs : 2]
+    for zeros, other, name in ((second, first, "UTF-16LE"), (first, second, "UTF-16BE")):
+        if zeros.count(0) * 4 >= pairs * 3 and other.count(0) * 4 <= pairs:
+            return name
+    return ""
 
 
 class _LineWarnings(logging.Handler):
@@ -181,15 +267,17 @@ def stored_token_path() -> Path:
 
 def read_stored(path: Path, warnings: list[str]) -> str | None:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, NotADirectoryError):
+        data = read_regular(path)
+    except Unreadable as exc:
+        warnings.append(f"the stored login {path} {exc.why}: not read")
         return None
-    except OSError as exc:
-        warnings.append(f"cannot read the stored login {path}: {exc.strerror}")
+    if data is None:
         return None
     if _others_can_read(path):
-        warnings.append(f"the stored login {path} is readable by other users: run `chmod 600 {path}`")
-    return text
+        warnings.append(
+            f"the stored login {path} is readable by other users: run `chmod 600 {failures.shell_path(path)}`"
+        )
+    return data.decode("utf-8", errors="replace")
 
 
 def _others_can_read(path: Path) -> bool:
@@ -208,22 +296,25 @@ def resolve(
 ) -> Resolution:
     """Walk the chain; return the first non-empty token (cleaned) and every warning met on the way.
 
-    Later sources are still read to tell the user when the winner shadows a different token.
+    Later sources are still read to tell the user when the winner shadows a different token, and
+    whether the .env holds a token (its file-mode and git warnings matter even when it lost). A .env
+    that cannot be read, or whose content is broken, costs only a warning once a source before it won.
     """
     res = Resolution(found=None)
-    candidates: list[tuple[str, str, str | None]] = []
+    sources: list[tuple[str, str, Callable[[], str | None]]] = []
     if stdin_value is not None:
         # setup.sh pipes a token it found in the environment: that is still the "env" source.
-        candidates.append((stdin_kind, stdin_source, stdin_value))
-    for var in ENV_VARS:
-        if environ.get(var):
-            candidates.append(("env", f"{var} from the environment", environ[var]))
-            break
-    candidates.append(("dotenv", f"HF_TOKEN in {env_file}", read_env_file(env_file, res.warnings)))
+        sources.append((stdin_kind, stdin_source, lambda: stdin_value))
+    var = next((name for name in ENV_VARS if environ.get(name)), "")
+    if var:
+        value = environ[var]
+        sources.append(("env", f"{var} from the environment", lambda: value))
+    sources.append(("dotenv", f"HF_TOKEN in {env_file}", lambda: _read_dotenv(env_file, res)))
     stored = stored_token_path()
-    candidates.append(("stored", f"the stored login ({stored})", read_stored(stored, res.warnings)))
+    sources.append(("stored", f"the stored login ({stored})", lambda: read_stored(stored, res.warnings)))
 
-    for kind, source, raw in candidates:
+    for kind, source, read in sources:
+        raw = read()
         if res.found is None:
             if raw is None:
                 continue
@@ -235,7 +326,26 @@ def resolve(
         other = (raw or "").strip(" \t\r\n")
         if other and other != res.found.token and not (kind == "env" and res.found.kind in ("stdin", "env")):
             res.warnings.append(_shadow_note(res.found, kind, source))
+    if res.found is not None and res.env_unreadable is not None:
+        res.warnings.append(f"{env_file} {res.env_unreadable.why}: not read ({res.found.source} is used)")
+        res.env_unreadable = None
     return res
+
+
+def _read_dotenv(path: Path, res: Resolution) -> str | None:
+    """The .env's candidate: its failures count only when no source before it won."""
+    try:
+        raw = read_env_file(path, res.warnings)
+    except Unreadable as exc:
+        res.env_unreadable = exc
+        return None
+    except failures.Failure as problem:
+        if res.found is None:
+            raise
+        res.warnings.append(f"{problem.message}; not used ({res.found.source} is used)")
+        return None
+    res.env_holds_token = bool((raw or "").strip())
+    return raw
 
 
 def _shadow_note(winner: Found, kind: str, hidden: str) -> str:
@@ -256,7 +366,7 @@ def env_file_warnings(path: Path) -> list[str]:
     if not path.is_file():
         return out
     if _others_can_read(path):
-        out.append(f"{path} is readable by other users: run `chmod 600 {path}`")
+        out.append(f"{path} is readable by other users: run `chmod 600 {failures.shell_path(path)}`")
     out.extend(_git_warnings(path))
     return out
 
@@ -264,7 +374,7 @@ def env_file_warnings(path: Path) -> list[str]:
 def _git_warnings(path: Path) -> list[str]:
     import subprocess
 
-    folder = path.resolve().parent
+    folder = path.absolute().parent
     try:
         tracked = subprocess.run(
             ["git", "-C", str(folder), "ls-files", "--error-unmatch", path.name],
@@ -274,7 +384,8 @@ def _git_warnings(path: Path) -> list[str]:
         if tracked.returncode == 128 and b"not a git repository" in tracked.stderr:
             return []
         if tracked.returncode == 0:
-            return [f"{path} is tracked by git: run `git rm --cached {path.name}` and commit, then rotate the token"]
+            command = f"git -C {failures.shell_path(folder)} rm --cached {shlex.quote(path.name)}"
+            return [f"{path} is tracked by git: run `{command}` and commit, then rotate the token"]
         ignored = subprocess.run(
             ["git", "-C", str(folder), "check-ignore", "-q", path.name], capture_output=True, timeout=5
         )

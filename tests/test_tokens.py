@@ -136,7 +136,7 @@ def test_env_file_tracked_by_git_is_warned(env: Env, tokens: dict[str, str]) -> 
     subprocess.run(["git", "-C", str(env.project), "add", "-f", ".env"], check=True)
     r = env.run("--check")
     assert r.code == 0
-    assert "git rm --cached .env" in r.err
+    assert f"git -C {env.project} rm --cached .env" in r.err
 
 
 def test_env_file_not_ignored_by_git_is_warned(env: Env, tokens: dict[str, str]) -> None:
