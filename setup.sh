@@ -152,8 +152,11 @@ build_venv() {
   say "python: building ${VENV} with ${base} (once; re-runs skip this while requirements.lock is unchanged)"
   if ! out="$("${base}" -m venv "${VENV}" 2>&1 </dev/null)"; then
     if [[ -n "${out}" ]]; then
+      local line
       say "python: ${base} -m venv said:"
-      printf '%s\n' "${out}" | sed 's/^/  /' >&2
+      while IFS= read -r line; do
+        say "  ${line}"
+      done <<<"${out}"
     fi
     venv_failed "${base}" "${out}"
     return
