@@ -2,8 +2,8 @@
 # Set up fishaudio/openaudio-s1-mini (a gated Hugging Face model) in checkpoints/openaudio-s1-mini.
 #
 # This script stays thin: it finds a Python (>= 3.10), builds .venv from requirements.lock (the
-# hash-locked form of requirements.txt) when needed, notes where the token comes from and hands it to auth_helper.py over standard input.
-# Everything else (validation, access checks, the verified download, messages, exit codes) is
+# hash-locked form of requirements.txt) when needed, one run at a time, notes where the token comes
+# from and hands it to auth_helper.py over standard input. Everything else (validation, access checks, the verified download, messages, exit codes) is
 # in Python: see `bash setup.sh --help`.
 #
 # Never: a token in a command's argv, in `set -x` output, or in an exported variable the user did
@@ -20,6 +20,7 @@ VENV_WAIT="${GATEDFETCH_VENV_WAIT:-600}"
 # Exit codes: the product's one table is EXIT_MEANINGS in gatedfetch/failures.py (`bash setup.sh --help`
 # prints it). These steps fail before that Python can run, so the codes they use are repeated here.
 EXIT_HUB_UNREACHABLE=7 # pip could not fetch the packages (the index is unreachable or failing)
+EXIT_INTEGRITY=8       # a package file does not match the sha256 in requirements.lock
 EXIT_LOCAL_DISK=9      # no space left, or the folder is not writable
 
 say() { printf '%s\n' "$*" >&2; }
@@ -112,6 +113,17 @@ disk_failure() {
   esac
 }
 
+# Show the output "$2" of failed step "$1", indented, so its own words come before the diagnosis.
+show_output() {
+  local line
+  if [[ -n "$2" ]]; then
+    say "python: $1 said:"
+    while IFS= read -r line; do
+      say "  ${line}"
+    done <<<"$2"
+  fi
+}
+
 # Name the cause of a failed `python -m venv` from its output "$2" (already shown) and return the code.
 venv_failed() {
   local base="$1" out="$2" ver
@@ -119,7 +131,8 @@ venv_failed() {
   if disk_failure "${base} -m venv" "${out}"; then
     return "${EXIT_LOCAL_DISK}"
   fi
-  if [[ "${out}" == *"ensurepip is not available"* || "${out}" == *"No module named"* ]] ||
+  # Debian's python3 without python3-venv says "...because ensurepip is not\navailable" (wrapped).
+  if [[ "${out}" == *"ensurepip is not"* || "${out}" == *"No module named"* ]] ||
     ! "${base}" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     err "${base} -m venv failed: the venv module (with ensurepip) is missing"
     say "fix: sudo apt-get install python${ver}-venv   (or python3-venv), then run bash setup.sh again"
@@ -151,23 +164,29 @@ build_venv() {
 
   say "python: building ${VENV} with ${base} (once; re-runs skip this while requirements.lock is unchanged)"
   if ! out="$("${base}" -m venv "${VENV}" 2>&1 </dev/null)"; then
-    if [[ -n "${out}" ]]; then
-      local line
-      say "python: ${base} -m venv said:"
-      while IFS= read -r line; do
-        say "  ${line}"
-      done <<<"${out}"
-    fi
+    show_output "${base} -m venv" "${out}"
     venv_failed "${base}" "${out}"
     return
   fi
   # --require-hashes: every file must match the sha256 the lock names; --no-deps: the lock lists them all.
-  if ! "${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet --require-hashes --no-deps \
-    -r "${HERE}/requirements.lock" </dev/null >&2; then
-    err "pip install -r requirements.lock failed (see pip's message above)"
+  if ! out="$("${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet --require-hashes \
+    --no-deps -r "${HERE}/requirements.lock" 2>&1 </dev/null)"; then
+    show_output "pip install" "${out}"
+    if disk_failure "pip install -r requirements.lock" "${out}"; then
+      return "${EXIT_LOCAL_DISK}"
+    fi
+    if [[ "${out}" == *"DO NOT MATCH THE HASHES"* ]]; then
+      err "pip install -r requirements.lock failed: a downloaded file is not the one the lock names (sha256)"
+      say "fix: if you use a private index or proxy (PIP_INDEX_URL), it serves other files than PyPI: point it"
+      say "     at PyPI or a faithful mirror; a changed requirements.lock is refreshed with bash scripts/lock.sh"
+      return "${EXIT_INTEGRITY}"
+    fi
+    err "pip install -r requirements.lock failed (pip's message is above)"
     say "fix: check the network or proxy (PIP_INDEX_URL for a private index), then run bash setup.sh again;"
     say "     or set PYTHON to an interpreter that already has huggingface_hub and python-dotenv"
     return "${EXIT_HUB_UNREACHABLE}"
+  elif [[ -n "${out}" ]]; then
+    printf '%s\n' "${out}" >&2
   fi
   printf '%s\n' "${want}" >"${VENV}/.lock.sha256"
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import selectors
 import shutil
 import subprocess
@@ -60,6 +61,19 @@ def test_venv_is_built_once_and_reused(env: Env, tokens: dict[str, str]) -> None
     assert "python: building" not in again.err
 
 
+@pytest.mark.skipif(os.environ.get("GATEDFETCH_OFFLINE_TESTS") == "1", reason="needs the package index")
+def test_a_package_file_that_does_not_match_the_lock_is_refused(env: Env, tokens: dict[str, str]) -> None:
+    lock = env.project / "requirements.lock"
+    dotenv_block = re.compile(r"^python-dotenv==.*\n(?:    --hash=sha256:[0-9a-f]{64}.*\n)+", re.MULTILINE)
+    lock.write_text(dotenv_block.sub(lambda m: re.sub("[0-9a-f]{64}", "0" * 64, m.group(0)), lock.read_text()))
+    assert "0" * 64 in lock.read_text()
+    r = env.run("--check", env={"HF_TOKEN": tokens["accepted_read"]}, drop=("PYTHON",), timeout=600)
+    assert r.code == 8
+    assert "DO NOT MATCH THE HASHES" in r.err  # pip's own words are shown
+    assert "not the one the lock names" in r.err
+    assert not (env.project / ".venv" / ".lock.sha256").exists()
+
+
 def setup_command(env: Env, *args: str, extra: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """argv and environment of `bash setup.sh ARGS` as Env.run builds them, PYTHON unset (for Popen)."""
     environ = env.base_environ()
@@ -76,14 +90,15 @@ def test_three_first_runs_at_once_all_succeed_and_one_builds(env: Env, tokens: d
                          stderr=subprocess.PIPE)
         for _ in range(3)
     ]
-    results = []
+    results: list[tuple[int, str]] = []
     for run in runs:
-        _, err = run.communicate(timeout=600)
-        results.append((run.returncode, err.decode(errors="replace")))
+        _, raw = run.communicate(timeout=600)
+        results.append((run.returncode, raw.decode(errors="replace")))
+    errs = [err for _, err in results]
     for code, err in results:
         assert code == 0, err
         assert "Traceback" not in err
-    assert sum("python: building" in err for _, err in results) == 1, [err for _, err in results]
+    assert sum("python: building" in err for err in errs) == 1, errs
     assert (env.project / ".venv" / "bin" / "python").is_file()
 
 
@@ -110,7 +125,7 @@ def test_a_run_that_waited_for_the_lock_uses_the_venv_the_other_built(env: Env, 
         first = run.stderr.readline().decode()
         assert "python: another setup.sh is building" in first and "waiting" in first
         winner_venv(env.project)
-    out, rest = run.communicate(timeout=120)
+    _, rest = run.communicate(timeout=120)
     err = first + rest.decode(errors="replace")
     assert run.returncode == 0, err
     assert "python: building" not in err
