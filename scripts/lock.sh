@@ -103,7 +103,7 @@ compile() {
     index=(--default-index "${PIP_INDEX_URL}")
   fi
   UV_PYTHON_DOWNLOADS=never "${uv}" pip compile --quiet --universal --generate-hashes --python-version 3.10 \
-    --custom-compile-command "${REFRESH}" "${index[@]}" "$@" -o "${out}.body"
+    --custom-compile-command "${REFRESH}" ${index[@]+"${index[@]}"} "$@" -o "${out}.body"
   {
     header "${py}" "${inputs[@]}"
     cat "${out}.body"
