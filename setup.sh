@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Set up fishaudio/openaudio-s1-mini (a gated Hugging Face model) in checkpoints/openaudio-s1-mini.
 #
-# This script stays thin: it finds a Python (>= 3.10), builds .venv from requirements.txt when
-# needed, notes where the token comes from and hands it to auth_helper.py over standard input.
-# Everything else (validation, access checks, the verified download, messages, exit codes) is
+# This script stays thin: it finds a Python (>= 3.10), builds .venv from requirements.lock (the
+# hash-locked form of requirements.txt) when needed, one run at a time, notes where the token comes
+# from and hands it to auth_helper.py over standard input. Everything else (validation, access checks, the verified download, messages, exit codes) is
 # in Python: see `bash setup.sh --help`.
 #
 # Never: a token in a command's argv, in `set -x` output, or in an exported variable the user did
@@ -18,6 +18,14 @@ set -euo pipefail
 HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${HERE}/.venv"
 MIN_PY="3.10"
+# How long a run waits for another setup.sh that is building .venv, in seconds (then it gives up).
+VENV_WAIT="${GATEDFETCH_VENV_WAIT:-600}"
+
+# Exit codes: the product's one table is EXIT_MEANINGS in gatedfetch/failures.py (`bash setup.sh --help`
+# prints it). These steps fail before that Python can run, so the codes they use are repeated here.
+EXIT_HUB_UNREACHABLE=7 # pip could not fetch the packages (the index is unreachable or failing)
+EXIT_INTEGRITY=8       # a package file does not match the sha256 in requirements.lock
+EXIT_LOCAL_DISK=9      # no space left, or the folder is not writable
 
 say() { printf '%s\n' "$*" >&2; }
 err() { printf 'error: %s\n' "$*" >&2; }
@@ -39,10 +47,152 @@ find_python() {
   return 1
 }
 
-# Print a hash of requirements.txt (to skip the install on re-runs while it is unchanged).
-requirements_stamp() {
+# Print a hash of requirements.lock (to skip the install on re-runs while it is unchanged).
+lock_stamp() {
   "$1" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' \
-    "${HERE}/requirements.txt"
+    "${HERE}/requirements.lock"
+}
+
+# Is .venv built from the lock whose hash is "$1"?
+venv_ready() {
+  local have=""
+  if [[ -x "${VENV}/bin/python" && -f "${VENV}/.lock.sha256" ]]; then
+    have="$(<"${VENV}/.lock.sha256")"
+  fi
+  [[ "$1" == "${have}" ]] && python_ok "${VENV}/bin/python"
+}
+
+# Take the lock on fd 9 (open on .venv.lock) with Python "$1": flock(2), which both Linux and macOS have
+# and which the kernel lets go of when its holder exits, so a killed run leaves no stale lock. The lock
+# belongs to the open file, not to this short Python, so it holds until the caller closes fd 9.
+# Exit 0: taken; 3: still held by another run after VENV_WAIT seconds; 4: the lock cannot be used.
+take_lock() {
+  "$1" - "${VENV_WAIT}" "${VENV}" <<'PY'
+import fcntl, sys, time
+
+
+def take() -> bool:
+    try:
+        fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+wait, venv = float(sys.argv[1]), sys.argv[2]
+try:
+    if take():
+        sys.exit(0)
+    print(f"python: another setup.sh is building {venv}; waiting (up to {wait:.0f} s)…", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if take():
+            sys.exit(0)
+    sys.exit(3)
+except OSError as exc:
+    print(f"error: cannot lock {venv}.lock: {exc.strerror}", file=sys.stderr)
+    sys.exit(4)
+except KeyboardInterrupt:
+    sys.exit(4)
+PY
+}
+
+# If the error output "$2" of step "$1" names a local-disk cause (folder not writable, no space left),
+# say so with the fix and succeed; else fail and say nothing.
+disk_failure() {
+  local step="$1" out="$2"
+  case "${out}" in
+    *"Permission denied"* | *"Read-only file system"* | *"Operation not permitted"*)
+      err "${step} failed: ${HERE} is not writable"
+      say "fix: make it yours (sudo chown -R \"\$(id -un)\" ${HERE}) or writable (chmod -R u+w ${HERE}),"
+      say "     or clone the project into a folder you can write; then run bash setup.sh again"
+      ;;
+    *"No space left on device"* | *"Disk quota exceeded"*)
+      err "${step} failed: no space left on the disk that holds ${HERE}"
+      say "fix: free some space there (df -h ${HERE} shows how much is left; .venv needs about 100 MB),"
+      say "     then run bash setup.sh again"
+      ;;
+    *) return 1 ;;
+  esac
+}
+
+# Show the output "$2" of failed step "$1", indented, so its own words come before the diagnosis.
+show_output() {
+  local line
+  if [[ -n "$2" ]]; then
+    say "python: $1 said:"
+    while IFS= read -r line; do
+      say "  ${line}"
+    done <<<"$2"
+  fi
+}
+
+# Name the cause of a failed `python -m venv` from its output "$2" (already shown) and return the code.
+venv_failed() {
+  local base="$1" out="$2" ver
+  ver="$("${base}" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+  if disk_failure "${base} -m venv" "${out}"; then
+    return "${EXIT_LOCAL_DISK}"
+  fi
+  # Debian's python3 without python3-venv says "...because ensurepip is not\navailable" (wrapped).
+  if [[ "${out}" == *"ensurepip is not"* || "${out}" == *"No module named"* ]] ||
+    ! "${base}" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    err "${base} -m venv failed: the venv module (with ensurepip) is missing"
+    say "fix: sudo apt-get install python${ver}-venv   (or python3-venv), then run bash setup.sh again"
+    return 1
+  fi
+  err "${base} -m venv failed (its message is above)"
+  say "fix: check that ${HERE} is writable and its disk has space (df -h ${HERE}); if the message names"
+  say "     ensurepip: sudo apt-get install python${ver}-venv; then run bash setup.sh again"
+  return 1
+}
+
+# Build .venv from requirements.lock with Python "$1" while holding the lock (fd 9); "$2" is the lock's
+# hash. Runs that wait for the lock find .venv ready when they get it, and build nothing.
+build_venv() {
+  local base="$1" want="$2" rc=0 out
+  take_lock "${base}" || rc=$?
+  if [[ "${rc}" -eq 3 ]]; then
+    err "gave up after ${VENV_WAIT} s: another setup.sh is still building ${VENV}"
+    say "fix: let it finish (or stop it), then run bash setup.sh again; GATEDFETCH_VENV_WAIT=SECONDS waits longer"
+    return 1
+  elif [[ "${rc}" -ne 0 ]]; then
+    err "could not lock ${VENV}.lock to build ${VENV}"
+    say "fix: check that ${HERE} is on a local disk and writable, then run bash setup.sh again"
+    return 1
+  fi
+  if venv_ready "${want}"; then
+    return 0
+  fi
+
+  say "python: building ${VENV} with ${base} (once; re-runs skip this while requirements.lock is unchanged)"
+  if ! out="$("${base}" -m venv "${VENV}" 2>&1 </dev/null)"; then
+    show_output "${base} -m venv" "${out}"
+    venv_failed "${base}" "${out}"
+    return
+  fi
+  # --require-hashes: every file must match the sha256 the lock names; --no-deps: the lock lists them all.
+  if ! out="$("${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet --require-hashes \
+    --no-deps -r "${HERE}/requirements.lock" 2>&1 </dev/null)"; then
+    show_output "pip install" "${out}"
+    if disk_failure "pip install -r requirements.lock" "${out}"; then
+      return "${EXIT_LOCAL_DISK}"
+    fi
+    if [[ "${out}" == *"DO NOT MATCH THE HASHES"* ]]; then
+      err "pip install -r requirements.lock failed: a downloaded file is not the one the lock names (sha256)"
+      say "fix: if you use a private index or proxy (PIP_INDEX_URL), it serves other files than PyPI: point it"
+      say "     at PyPI or a faithful mirror; a changed requirements.lock is refreshed with bash scripts/lock.sh"
+      return "${EXIT_INTEGRITY}"
+    fi
+    err "pip install -r requirements.lock failed (pip's message is above)"
+    say "fix: check the network or proxy (PIP_INDEX_URL for a private index), then run bash setup.sh again;"
+    say "     or set PYTHON to an interpreter that already has huggingface_hub and python-dotenv"
+    return "${EXIT_HUB_UNREACHABLE}"
+  elif [[ -n "${out}" ]]; then
+    printf '%s\n' "${out}" >&2
+  fi
+  printf '%s\n' "${want}" >"${VENV}/.lock.sha256"
 }
 
 # Print the interpreter to run the helper with: $PYTHON, or the project's .venv (built if needed).
@@ -62,6 +212,10 @@ bootstrap_python() {
     return 0
   fi
 
+  if [[ ! "${VENV_WAIT}" =~ ^[0-9]+$ ]]; then
+    err "GATEDFETCH_VENV_WAIT=${VENV_WAIT} is not a whole number of seconds"
+    return 2
+  fi
   local base
   if ! base="$(find_python)"; then
     err "no Python >= ${MIN_PY} found (huggingface_hub needs it)"
@@ -70,32 +224,28 @@ bootstrap_python() {
     return 1
   fi
 
-  local stamp_file="${VENV}/.requirements.sha256"
-  local want have=""
-  want="$(requirements_stamp "${base}")"
-  if [[ -x "${VENV}/bin/python" && -f "${stamp_file}" ]]; then
-    have="$(<"${stamp_file}")"
-  fi
-  if [[ "${want}" == "${have}" ]] && python_ok "${VENV}/bin/python"; then
-    printf '%s\n' "${VENV}/bin/python"
-    return 0
-  fi
-
-  say "python: building ${VENV} with ${base} (once; re-runs skip this while requirements.txt is unchanged)"
-  if ! "${base}" -m venv "${VENV}" >/dev/null 2>&1; then
-    local ver
-    ver="$("${base}" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
-    err "${base} -m venv failed: the venv module (with ensurepip) is missing"
-    say "fix: sudo apt-get install python${ver}-venv   (or python3-venv), then run bash setup.sh again"
+  if [[ ! -f "${HERE}/requirements.lock" ]]; then
+    err "requirements.lock is missing beside setup.sh (it lists the exact packages .venv gets)"
+    say "fix: git checkout requirements.lock (or bash scripts/lock.sh to compile it), then run bash setup.sh again"
     return 1
   fi
-  if ! "${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet -r "${HERE}/requirements.txt" >&2; then
-    err "pip install -r requirements.txt failed (see pip's message above)"
-    say "fix: check the network or proxy (PIP_INDEX_URL for a private index), then run bash setup.sh again;"
-    say "     or set PYTHON to an interpreter that already has huggingface_hub and python-dotenv"
-    return 7
+  local want
+  want="$(lock_stamp "${base}")"
+  if ! venv_ready "${want}"; then
+    # One run at a time builds .venv: the others wait on .venv.lock, then use what it built.
+    local out rc=0
+    if ! out="$({ : >>"${VENV}.lock"; } 2>&1)"; then
+      if disk_failure "creating ${VENV}.lock" "${out}"; then
+        return "${EXIT_LOCAL_DISK}"
+      fi
+      err "cannot create ${VENV}.lock: ${out##*: }"
+      return 1
+    fi
+    build_venv "${base}" "${want}" 9>>"${VENV}.lock" || rc=$?
+    if [[ "${rc}" -ne 0 ]]; then
+      return "${rc}"
+    fi
   fi
-  printf '%s\n' "${want}" >"${stamp_file}"
   printf '%s\n' "${VENV}/bin/python"
 }
 

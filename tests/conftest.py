@@ -19,7 +19,15 @@ from tests.hub import TOKENS, TestHub, default_world
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fishaudio/openaudio-s1-mini"
-PROJECT_FILES = ("setup.sh", "auth_helper.py", "requirements.txt", ".env.example", "gatedfetch", "tests/hub.py")
+PROJECT_FILES = (
+    "setup.sh",
+    "auth_helper.py",
+    "requirements.txt",
+    "requirements.lock",
+    ".env.example",
+    "gatedfetch",
+    "tests/hub.py",
+)
 
 
 @dataclass
