@@ -3,8 +3,8 @@
 #
 # This script stays thin: it finds a Python (>= 3.10), builds .venv from requirements.lock (the
 # hash-locked form of requirements.txt) when needed, one run at a time, notes where the token comes
-# from and hands it to auth_helper.py over standard input. Everything else (validation, access checks, the verified download, messages, exit codes) is
-# in Python: see `bash setup.sh --help`.
+# from and hands it to auth_helper.py over standard input. Everything else (validation, access
+# checks, the verified download, messages, exit codes) is in Python: see `bash setup.sh --help`.
 #
 # Never: a token in a command's argv, in `set -x` output, or in an exported variable the user did
 # not export; never `source` a .env file (the helper parses it).
