@@ -9,6 +9,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from huggingface_hub.utils import are_progress_bars_disabled
+
 from . import failures, manifest, prompt, reuse, tokens
 from .hub import Hub, Identity, RepoFile, Snapshot, end_of_phase, install_timeouts
 from .options import PROJECT_DIR, Options
@@ -318,7 +320,9 @@ def _transfer(
         )
     if not remote:
         return entries, traffic
-    progress = make_progress("quiet" if opts.quiet else ("tty" if sys.stderr.isatty() else "lines"))
+    # huggingface_hub's own switch (HF_HUB_DISABLE_PROGRESS_BARS=1, or disable_progress_bars()) turns ours off too.
+    quiet = opts.quiet or are_progress_bars_disabled()
+    progress = make_progress("quiet" if quiet else ("tty" if sys.stderr.isatty() else "lines"))
     try:
         results = fetch_all(
             remote,

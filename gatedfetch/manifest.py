@@ -93,10 +93,8 @@ def intact(local_dir: Path, entry: FileEntry) -> bool:
     return st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
 
 
-def missing(local_dir: Path, manifest: Manifest | None, commit: str | None = None) -> list[str]:
+def missing(local_dir: Path, manifest: Manifest | None) -> list[str]:
     """Paths that are not present as recorded; [] means the local copy is complete."""
     if manifest is None:
         return ["no manifest (never completed here)"]
-    if commit is not None and manifest.commit != commit:
-        return [f"the local copy is of commit {manifest.commit[:10]}, not {commit[:10]}"]
     return [e.path for e in manifest.files if not intact(local_dir, e)]

@@ -131,3 +131,11 @@ def test_progress_lines_in_logs_have_no_carriage_returns(env: Env, tokens: dict[
     assert "\r" not in r.err
     assert any(line.startswith("model.pth: ") and "%" in line and "MB/s" in line for line in r.err.splitlines())
     assert not any(line.startswith("README.md:") for line in r.err.splitlines())
+
+
+def test_hf_hub_disable_progress_bars_turns_progress_off(env: Env, tokens: dict[str, str]) -> None:
+    env.hub.settings.throttle_bps = 3_000_000
+    r = env.run(env={"HF_TOKEN": tokens["accepted_read"], "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    assert r.code == 0, r.err
+    assert not any(line.startswith("model.pth: ") and "%" in line for line in r.err.splitlines()), r.err
+    assert "ready:" in r.err

@@ -1,0 +1,195 @@
+"""Failures the Hub or the bytes reveal: access (5), not found (6), hub unreachable (7), integrity (8),
+and the local disk (9)."""
+
+from __future__ import annotations
+
+from .kinds import (
+    GATED_PERMISSION,
+    GATED_TOKEN_PAGE,
+    TOKENS_PAGE,
+    AccessDenied,
+    DiskFailure,
+    HubUnreachable,
+    IntegrityFailure,
+    NotFound,
+)
+
+# --- 5: gated access ------------------------------------------------------------------------
+
+
+def model_page(repo: str) -> str:
+    """Licences are accepted on huggingface.co itself, also by users who download through a mirror."""
+    return f"https://huggingface.co/{repo}"
+
+
+def gated_not_accepted(repo: str, user: str, page: str) -> AccessDenied:
+    return AccessDenied(
+        f"{user} has not accepted the licence of the gated model {repo}",
+        f"open {page} while logged in as {user}, accept the licence, then run `bash setup.sh` again",
+        reason="not_accepted",
+    )
+
+
+def gated_pending(repo: str, user: str, page: str) -> AccessDenied:
+    return AccessDenied(
+        f"{user}'s access request for {repo} is awaiting a review from the repo authors",
+        f"wait for the authors' approval (you get an e-mail; status at {page}), then run `bash setup.sh` again",
+        reason="pending",
+    )
+
+
+def gated_rejected(repo: str, user: str, page: str) -> AccessDenied:
+    return AccessDenied(
+        f"{user}'s access request for {repo} was rejected by the repo authors",
+        f"contact the authors through {page}/discussions; another token will not help",
+        reason="rejected",
+    )
+
+
+def gated_token_permission(repo: str, user: str) -> AccessDenied:
+    return AccessDenied(
+        f"the fine-grained token of {user} lacks the permission \"{GATED_PERMISSION}\", needed for {repo}",
+        f"edit the token at {TOKENS_PAGE} and tick that permission, or make one with it: {GATED_TOKEN_PAGE}",
+        reason="token_permission",
+    )
+
+
+def gated_no_token(repo: str, page: str) -> AccessDenied:
+    return AccessDenied(
+        f"{repo} is gated and the endpoint refused the request as anonymous",
+        f"log in (`hf auth login`) and accept the licence at {page}",
+        reason="anonymous",
+    )
+
+
+def jobs_refused(namespace: str, status: int, said: str) -> AccessDenied:
+    return AccessDenied(
+        f"the Jobs API refused to start a Job in {namespace} (HTTP {status}: {said})",
+        "Jobs need an account with Jobs enabled (a PRO account, or an organisation with credits) and a "
+        "token that may start Jobs (a write token, or a fine-grained one with the Jobs permission): " + TOKENS_PAGE,
+        reason="jobs",
+    )
+
+
+# --- 6: not found ---------------------------------------------------------------------------
+
+
+def repo_not_found(repo: str, endpoint: str) -> NotFound:
+    return NotFound(
+        f"model repository '{repo}' not found at {endpoint} (or it is private to someone else)",
+        "check the spelling of --model (e.g. fishaudio/openaudio-s1-mini)",
+    )
+
+
+def revision_not_found(repo: str, revision: str) -> NotFound:
+    return NotFound(
+        f"revision '{revision}' not found in {repo}",
+        "check --revision: a branch (main), a tag, or a full 40-character commit id",
+    )
+
+
+# --- 7: hub unreachable ---------------------------------------------------------------------
+
+
+def hub_unreachable(endpoint: str, cause: str) -> HubUnreachable:
+    return HubUnreachable(
+        f"cannot reach the hub at {endpoint}: {cause}",
+        "check the network (and HF_ENDPOINT, proxy variables), then run `bash setup.sh` again; "
+        "a partial download resumes where it stopped",
+    )
+
+
+def rate_limited(endpoint: str, what: str, retry_after: float | None, with_token: bool) -> HubUnreachable:
+    wait = f"wait {retry_after:.0f} s (the hub asked for that)" if retry_after else "wait a few minutes"
+    more = (
+        "; many machines behind one address share a limit: a caching mirror (HF_ENDPOINT) helps a fleet"
+        if with_token
+        else "; requests with a token have a higher limit: `hf auth login`, then run it again"
+    )
+    return HubUnreachable(
+        f"the hub at {endpoint} rate-limited this machine (HTTP 429) for {what}, after retries",
+        f"{wait} and run `bash setup.sh` again{more}; a partial download resumes where it stopped",
+    )
+
+
+def jobs_unreachable(endpoint: str, namespace: str, cause: str) -> HubUnreachable:
+    return HubUnreachable(
+        f"the Jobs API at {endpoint} {cause}",
+        f"check `hf jobs ps --namespace {namespace}` first (the Job may have started), then run this again",
+    )
+
+
+def offline_incomplete(local_dir: str, missing: str) -> HubUnreachable:
+    return HubUnreachable(
+        f"HF_HUB_OFFLINE=1 and the local copy in {local_dir} is not complete ({missing})",
+        "unset HF_HUB_OFFLINE on a machine with network and run `bash setup.sh`",
+    )
+
+
+# --- 8: integrity ---------------------------------------------------------------------------
+
+
+def hash_mismatch(path: str, algo: str, expected: str, got: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"{path}: {algo} mismatch, expected {expected[:12]}… got {got[:12]}… (the bad copy was discarded)",
+        "run `bash setup.sh` again to fetch it anew; if it repeats, a proxy or mirror is corrupting data",
+        file=path,
+        expected=expected,
+        got=got,
+    )
+
+
+def size_mismatch(path: str, expected: int, got: int) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"{path}: size mismatch, expected {expected} bytes, got {got} (the bad copy was discarded)",
+        "run `bash setup.sh` again to fetch it anew",
+        file=path,
+        expected=expected,
+        got=got,
+    )
+
+
+def unsafe_path(path: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"the repository lists an unsafe file path {path!r}; refusing to write outside the folder",
+        "check --model and the endpoint (HF_ENDPOINT); a mirror may be serving a tampered listing",
+        file=path,
+    )
+
+
+def layout_clash(path: str, other: str, why: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"the repository lists {path!r} and {other!r}: {why}; nothing was written",
+        "check --model and the endpoint (HF_ENDPOINT): the Hub never lists such a pair, a mirror may be serving "
+        "a broken listing",
+        file=path,
+    )
+
+
+def state_clash(path: str, state: str) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"the repository lists {path!r}, which would land in {state}/, where this tool keeps its own records; "
+        "nothing was written",
+        "check --model and the endpoint (HF_ENDPOINT); to get this repo anyway use `hf download` "
+        "(it keeps no records in the target folder)",
+        file=path,
+    )
+
+
+# --- 9: local disk --------------------------------------------------------------------------
+
+
+def no_space(folder: str, needed: int, free: int) -> DiskFailure:
+    return DiskFailure(
+        f"not enough space in {folder}: {needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free",
+        "free some space, or choose a bigger disk with --local-dir DIR",
+        needed=needed,
+        free=free,
+    )
+
+
+def not_writable(folder: str, cause: str) -> DiskFailure:
+    return DiskFailure(
+        f"cannot write to {folder}: {cause}",
+        "fix the folder's permissions (`ls -ld` it), or choose another with --local-dir DIR",
+    )
