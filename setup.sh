@@ -271,7 +271,9 @@ hand_over() {
   for var in HF_TOKEN HUGGING_FACE_HUB_TOKEN; do
     if [[ -n "${!var:-}" ]]; then
       set +e
-      printf '%s' "${!var}" | "${py}" "${HERE}/auth_helper.py" --stdin-source "${var} from the environment" "$@"
+      # The token goes one way only: through the pipe. The helper's environment does not carry it too.
+      printf '%s' "${!var}" |
+        env -u HF_TOKEN -u HUGGING_FACE_HUB_TOKEN "${py}" "${HERE}/auth_helper.py" --token-from "${var}" "$@"
       rc="${PIPESTATUS[1]}"
       set -e
       return "${rc}"

@@ -38,13 +38,13 @@ def read_stdin_token() -> str:
 
 def find_token(opts: Options, rep: Reporter) -> tokens.Found:
     stdin_value = read_stdin_token() if opts.token_stdin else None
-    if opts.token_stdin and not (stdin_value or "").strip():
-        if not opts.stdin_source.startswith("standard input"):  # setup.sh piped an empty value
-            stdin_value = None  # setup.sh piped nothing: fall through to the other sources
-        else:
+    if opts.token_from:  # setup.sh piped the token it found in this variable: that is the "env" source
+        kind, source = "env", f"{opts.token_from} from the environment"
+    else:
+        kind, source = "stdin", "standard input (--token-stdin)"
+        if opts.token_stdin and not (stdin_value or "").strip():
             raise failures.empty_stdin()
-    piped_env = not opts.stdin_source.startswith("standard input")
-    res = tokens.resolve(stdin_value, opts.stdin_source, os.environ, opts.env_file, "env" if piped_env else "stdin")
+    res = tokens.resolve(stdin_value, source, os.environ, opts.env_file, kind)
     for w in res.warnings:
         rep.warn(w)
     if res.found is None:

@@ -22,6 +22,7 @@ HUB_ENDPOINT = "https://huggingface.co"
 DEFAULT_CONNECTIONS = 16  # a CDN caps each connection (40-90 MB/s reported for the Hub's): many streams fill a link
 MAX_CONNECTIONS = 64  # hf_xet's own ceiling
 CONNECTIONS_VARIABLE = "GATEDFETCH_CONNECTIONS"
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # huggingface_hub's, in its order of precedence
 
 ENVIRONMENT_HELP = """\
 environment:
@@ -122,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="try the whole flow with no token and no network, against the project's own local test hub, "
         f"into a temporary folder; SCENARIO: {', '.join(DEMO_SCENARIOS)} (default: granted)",
     )
-    # Set by setup.sh when it pipes the token it found in the environment: names the source.
-    p.add_argument("--stdin-source", help=argparse.SUPPRESS)
+    # Set by setup.sh when it pipes the token it found in the environment: the variable it came from.
+    p.add_argument("--token-from", choices=TOKEN_VARIABLES, help=argparse.SUPPRESS)
     return p
 
 
@@ -144,8 +145,8 @@ class Options:
     model: str
     revision: str
     env_file: Path
-    token_stdin: bool
-    stdin_source: str
+    token_stdin: bool  # the token comes on standard input (from the user, or piped by setup.sh)
+    token_from: str  # the variable setup.sh piped it from ("" when the user gave --token-stdin)
     check: bool
     json: bool
     quiet: bool
@@ -229,8 +230,8 @@ def parse(argv: list[str]) -> Options:
     if a.model.count("/") != 1 or not all(a.model.split("/")):
         raise failures.usage(f"--model {a.model!r} is not of the form owner/name")
     env_file = Path(a.env_file) if a.env_file else PROJECT_DIR / ".env"
-    if a.env_file and not env_file.is_file():
-        raise failures.usage(f"--env-file {a.env_file}: no such file")
+    if a.env_file:
+        _check_env_file(a.env_file)
     reuse_from = tuple(Path(d).expanduser() for d in a.reuse_from)
     for d, given in zip(reuse_from, a.reuse_from, strict=True):
         if not d.is_dir():
@@ -238,10 +239,6 @@ def parse(argv: list[str]) -> Options:
                 f"--reuse-from {given}: no such folder",
                 f"check the path (`ls -d {given}`), then run `bash setup.sh --reuse-from DIR` with one that exists",
             )
-
-
-    if a.env_file:
-        _check_env_file(a.env_file)
     return Options(
         reuse_from=reuse_from,
         link=a.link,
@@ -252,8 +249,8 @@ def parse(argv: list[str]) -> Options:
         model=a.model,
         revision=_revision(a.revision),
         env_file=env_file,
-        token_stdin=a.token_stdin or bool(a.stdin_source),
-        stdin_source=a.stdin_source or "standard input (--token-stdin)",
+        token_stdin=a.token_stdin or bool(a.token_from),
+        token_from="" if a.token_stdin else (a.token_from or ""),
         check=a.check,
         json=a.json,
         quiet=a.quiet,

@@ -303,7 +303,7 @@ def resolve(
     res = Resolution(found=None)
     sources: list[tuple[str, str, Callable[[], str | None]]] = []
     if stdin_value is not None:
-        # setup.sh pipes a token it found in the environment: that is still the "env" source.
+        # setup.sh pipes a token it found in the environment (and takes it out of ours): still the "env" source.
         sources.append((stdin_kind, stdin_source, lambda: stdin_value))
     var = next((name for name in ENV_VARS if environ.get(name)), "")
     if var:
@@ -324,7 +324,7 @@ def resolve(
                 res.found = Found(token=token, source=source, kind=kind)
             continue
         other = (raw or "").strip(" \t\r\n")
-        if other and other != res.found.token and not (kind == "env" and res.found.kind in ("stdin", "env")):
+        if other and other != res.found.token:
             res.warnings.append(_shadow_note(res.found, kind, source))
     if res.found is not None and res.env_unreadable is not None:
         res.warnings.append(f"{env_file} {res.env_unreadable.why}: not read ({res.found.source} is used)")

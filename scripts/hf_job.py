@@ -48,7 +48,7 @@ DEFAULT_IMAGE = "python:3.12"  # Debian-based: has git and bash (the -slim image
 SECRET_NAME = "HF_TOKEN"
 JOB_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # non-secret settings only
 # setup.sh flags that make no sense inside the Job: it gets its token from the secret HF_TOKEN.
-TOKEN_FLAGS = ("--token-stdin", "--env-file", "--stdin-source")
+TOKEN_FLAGS = ("--token-stdin", "--env-file", "--token-from")
 HELP_FIX = "run `python scripts/hf_job.py --help` for every flag"
 TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{34}")
 TIMEOUT_SHAPE = re.compile(r"[0-9]+(\.[0-9]+)?[smhd]?")
@@ -300,7 +300,7 @@ def run(args: Args, rep: Reporter) -> int:
         revision=revision,
         env_file=args.env_file,
         token_stdin=args.token_stdin,
-        stdin_source="standard input (--token-stdin)",
+        token_from="",
         check=True,
         json=False,
         quiet=False,
