@@ -114,7 +114,7 @@ def guarded(
         debug = bool(os.environ.get(DEBUG_VARIABLE))
         bug = failures.unexpected(exc, debug)
         if debug:
-            from .tokens import redact
+            from .secret import redact
 
             print(redact("".join(traceback.format_exception(exc))), file=sys.stderr)
         rep.failure(bug)

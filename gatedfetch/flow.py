@@ -11,8 +11,9 @@ from pathlib import Path
 
 from huggingface_hub.utils import are_progress_bars_disabled
 
-from . import failures, manifest, prompt, reuse, tokens
-from .hub import Hub, Identity, RepoFile, Snapshot, end_of_phase, install_timeouts
+from . import failures, manifest, prompt, reuse, secret, tokens
+from .bounded import end_of_phase, install_timeouts
+from .hub import Hub, Identity, RepoFile, Snapshot
 from .options import PROJECT_DIR, Options
 from .progress import make_progress
 from .report import Reporter
@@ -59,12 +60,12 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
             rep.warn(w)
         if not typed:
             raise failures.no_token(str(opts.env_file), no_tty=False)
-        tokens.SEEN.append(typed)
+        secret.SEEN.append(typed)
         res.found = tokens.Found(token=typed, source="the token you typed", kind="prompt")
     if res.found.kind == "dotenv" or res.env_holds_token:
         for w in tokens.env_file_warnings(opts.env_file):
             rep.warn(w)
-    rep.info(f"token: {res.found.source} ({tokens.mask(res.found.token)})")
+    rep.info(f"token: {res.found.source} ({secret.mask(res.found.token)})")
     rep.set(token_source=res.found.kind)
     return res.found
 
@@ -123,27 +124,8 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
             if opts.also_cache:
                 _also_cache(opts, rep, snap)
             return 0
-    # whoami and the revision's listing do not depend on each other: ask both at once (one round trip less).
-    # whoami's verdict comes first: an invalid token is the cause to name even when the listing failed too.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatedfetch-snapshot") as pool:
-        listing = pool.submit(hub.snapshot, opts.model, opts.revision)
-        try:
-            who = hub.whoami(switch_hint(found))
-        except BaseException:
-            listing.cancel()
-            raise
-        snap = listing.result()
-    _report_identity(who, rep, hub)
-    if found.kind == "prompt" and prompt.ask_yes("Save this token as your stored login (like `hf auth login`)?"):
-        rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
-    for note in snap.notes:
-        rep.warn(note)
-    rep.set(commit=snap.commit)
-    for note in hub.check_access(opts.model, snap, who):
-        rep.warn(note)
+    who, snap = authorize(hub, found, opts.model, opts.revision, rep)
     user = who.name if who else ""
-    rep.info(f"access: granted to {user or 'this token'} for {opts.model}@{snap.commit[:10]}")
-    rep.set(access_checked=True)
 
     _check_layout(snap)
     todo, kept = _plan(opts.local_dir, previous, snap)
@@ -162,7 +144,7 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> int:
     end_of_phase()
     fetched, traffic = _transfer(opts, rep, hub, snap, todo)
     entries = sorted(kept + fetched, key=lambda e: e.path)
-    m = manifest.Manifest(opts.model, opts.revision, snap.commit, tokens.redact(endpoint), user, entries)
+    m = manifest.Manifest(opts.model, opts.revision, snap.commit, secret.redact(endpoint), user, entries)
     manifest.save(opts.local_dir, m)
     rep.set(files=[dict(_file_doc(e), **traffic.get(e.path, {"fetched_bytes": 0, "resumed_from": 0})) for e in entries])
     size = sum(e.size for e in entries)
@@ -201,6 +183,34 @@ def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> None:
         rep.warn(note)
     rep.set(hf_cache_snapshot=str(folder))
     rep.info(f"also in the Hugging Face cache: {folder} ({_bytes(written)} written)")
+
+
+def authorize(
+    hub: Hub, found: tokens.Found, model: str, revision: str, rep: Reporter
+) -> tuple[Identity | None, Snapshot]:
+    """The one authorization step (setup and the Jobs launcher): who the token is, what the revision
+    holds, and whether this token may read it. Raises the precise refusal (exit 4, 5, 6, 7)."""
+    # whoami and the revision's listing do not depend on each other: ask both at once (one round trip less).
+    # whoami's verdict comes first: an invalid token is the cause to name even when the listing failed too.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatedfetch-snapshot") as pool:
+        listing = pool.submit(hub.snapshot, model, revision)
+        try:
+            who = hub.whoami(switch_hint(found))
+        except BaseException:
+            listing.cancel()
+            raise
+        snap = listing.result()
+    _report_identity(who, rep, hub)
+    if found.kind == "prompt" and prompt.ask_yes("Save this token as your stored login (like `hf auth login`)?"):
+        rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
+    for note in snap.notes:
+        rep.warn(note)
+    rep.set(commit=snap.commit)
+    for note in hub.check_access(model, snap, who):
+        rep.warn(note)
+    rep.info(f"access: granted to {who.name if who else 'this token'} for {model}@{snap.commit[:10]}")
+    rep.set(access_checked=True)
+    return who, snap
 
 
 def switch_hint(found: tokens.Found) -> str:

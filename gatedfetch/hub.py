@@ -6,17 +6,14 @@ module only turns the answers into plain values or into the project's failures.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
-from huggingface_hub import HfApi, hf_hub_url, set_client_factory
+from huggingface_hub import HfApi, hf_hub_url
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -27,7 +24,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from . import failures
-from .tokens import mask
+from .bounded import PHASE_ATTEMPTS, Deadline, read_timeout, speaking
+from .secret import mask
 
 T = TypeVar("T")
 
@@ -56,110 +54,6 @@ class Snapshot:
     gated: bool
     files: list[RepoFile]
     notes: list[str] = field(default_factory=list)
-
-
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 30.0  # per wait for bytes; HF_HUB_ETAG_TIMEOUT (huggingface_hub's own knob for metadata) overrides
-PHASE_ATTEMPTS = 3
-SPEAK_AFTER = 5.0  # a wait longer than this prints a line, and again every SPEAK_EVERY seconds
-SPEAK_EVERY = 10.0
-
-
-def read_timeout() -> float:
-    value = os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
-    try:
-        return max(0.1, float(value)) if value else READ_TIMEOUT
-    except ValueError:
-        return READ_TIMEOUT
-
-
-class _Deadline:
-    """One deadline for everything asked before the download (whoami, repo info, access): a hub that
-    trickles bytes forever never trips a read timeout, so the phase as a whole is bounded too."""
-
-    at: float | None = None
-    seconds = 0.0
-
-    @classmethod
-    def start(cls, seconds: float) -> None:
-        cls.at = time.monotonic() + seconds
-        cls.seconds = seconds
-
-    @classmethod
-    def left(cls) -> float | None:
-        return None if cls.at is None else cls.at - time.monotonic()
-
-
-class _Bounded(httpx2.SyncByteStream):
-    def __init__(self, inner: httpx2.SyncByteStream) -> None:
-        self.inner = inner
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.inner:
-            left = _Deadline.left()
-            if left is not None and left <= 0:
-                raise httpx2.ReadTimeout("the answer was still coming at the deadline")
-            yield chunk
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-def _bound_request(request: httpx2.Request) -> None:
-    """Every request waits a bounded time, whatever the caller passed (a request event hook).
-
-    huggingface_hub's default client has no timeout at all, and some of its calls pass `timeout=None`
-    explicitly, which in httpx disables the client's own default (`HfApi.model_info`, and the paginated
-    listings through `http_backoff`, in huggingface_hub 2.4): a hub that accepts and never answers would
-    hang the setup forever. httpx hands each request's timeouts to the transport in the documented
-    `timeout` extension (https://www.python-httpx.org/advanced/extensions/#request-extensions), after the
-    request hooks ran: a missing bound gets ours here, and none outlives the phase deadline. (A custom
-    transport would see them too, but giving one turns off the proxies from the environment.)
-    """
-    given = dict(request.extensions.get("timeout") or {})
-    left = _Deadline.left()
-    if left is not None and left <= 0:
-        raise httpx2.ConnectTimeout("no time left before the deadline", request=request)
-    bounds = {"connect": CONNECT_TIMEOUT, "read": read_timeout(), "write": READ_TIMEOUT, "pool": CONNECT_TIMEOUT}
-    for key, bound in bounds.items():
-        value = given.get(key)
-        value = bound if value is None else min(float(value), bound)
-        given[key] = value if left is None else max(0.1, min(value, left))
-    request.extensions["timeout"] = given
-
-
-def _bound_response(response: httpx2.Response) -> None:
-    """The body too ends by the phase deadline (a response hook runs before the body is read)."""
-    if isinstance(response.stream, httpx2.SyncByteStream):
-        response.stream = _Bounded(response.stream)
-
-
-def _timeouts_client() -> httpx2.Client:
-    # The same client as huggingface_hub's default, through its public factory hook, with bounded waits.
-    # The request hook (it fixes the endpoint in URLs and logs in debug mode) is internal; keep it when present.
-    hooks: dict[str, list[Any]] = {"request": [_bound_request], "response": [_bound_response]}
-    try:
-        from huggingface_hub.utils._http import hf_request_event_hook
-
-        hooks["request"].insert(0, hf_request_event_hook)
-    except ImportError:
-        pass
-    return httpx2.Client(
-        event_hooks=hooks,
-        follow_redirects=True,
-        timeout=httpx2.Timeout(read_timeout(), connect=CONNECT_TIMEOUT),
-    )
-
-
-def install_timeouts() -> None:
-    """Bound every request huggingface_hub makes, and the whole phase before the download."""
-    set_client_factory(_timeouts_client)
-    _Deadline.start(PHASE_ATTEMPTS * read_timeout() + 10.0)  # 100 s by default: --prepare ends within 2 minutes
-
-
-def end_of_phase() -> None:
-    """The download starts: its own streams have their own timeouts and retries, the phase deadline ends."""
-    _Deadline.at = None
 
 
 class Hub:
@@ -194,11 +88,11 @@ class Hub:
         host = _host(self.endpoint)
         limited: float | None = None
         for attempt in range(1, self.retries + 1):
-            left = _Deadline.left()
+            left = Deadline.left()
             if left is not None and left <= 0:
                 break
             try:
-                with _speaking(self.say, f"{what} from {host}", attempt, self.retries):
+                with speaking(self.say, f"{what} from {host}", attempt, self.retries):
                     return fn()
             except HfHubHTTPError as exc:
                 status, headers = _answer(exc)
@@ -220,11 +114,11 @@ class Hub:
                 delay *= 2
         if limited is not None:
             raise failures.rate_limited(self.endpoint, what, limited, bool(self.token))
-        left = _Deadline.left()
+        left = Deadline.left()
         if left is not None and left <= 0:
             raise failures.hub_unreachable(
                 self.endpoint,
-                f"no complete answer for {what} within the {_Deadline.seconds:.0f} s allowed for the checks "
+                f"no complete answer for {what} within the {Deadline.seconds:.0f} s allowed for the checks "
                 f"before the download (last: {self.last_cause})",
             )
         raise failures.hub_unreachable(self.endpoint, f"{what}: {self.last_cause} (after {self.retries} attempts)")
@@ -402,30 +296,6 @@ class Hub:
         if status == 403:
             return failures.gated_not_accepted(repo, user, failures.model_page(repo))
         return failures.hub_unreachable(self.endpoint, f"HTTP {status} from {_host(self.endpoint)}")
-
-@contextmanager
-def _speaking(say: Callable[[str], None] | None, what: str, attempt: int, attempts: int) -> Iterator[None]:
-    """While the body runs: after SPEAK_AFTER seconds, and every SPEAK_EVERY after that, say what we wait for."""
-    if say is None:
-        yield
-        return
-    done = threading.Event()
-    started = time.monotonic()
-
-    def watch() -> None:
-        pause = SPEAK_AFTER
-        while not done.wait(pause):
-            waited = time.monotonic() - started
-            say(f"hub: still waiting for {what}: {waited:.0f} s so far (attempt {attempt} of {attempts})")
-            pause = SPEAK_EVERY
-
-    watcher = threading.Thread(target=watch, name="gatedfetch-waiting", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-
 
 def _answer(exc: HfHubHTTPError) -> tuple[int, Mapping[str, str]]:
     """The status and headers of the answer behind a huggingface_hub error (0 and none without one)."""

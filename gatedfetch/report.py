@@ -8,7 +8,7 @@ import sys
 from typing import Any, TextIO
 
 from .failures import Failure
-from .tokens import redact
+from .secret import redact
 
 
 class Reporter:

@@ -26,8 +26,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from . import failures
+from .secret import SEEN, TOKEN_SHAPE
 
-TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{34}")
 _QUOTES = "'\"`"
 _PLACEHOLDER_WORDS = ("your", "token_here", "tokenhere", "changeme", "replace", "insert", "paste", "example")
 
@@ -52,27 +52,8 @@ class Resolution:
     env_holds_token: bool = False  # the .env has a non-empty HF_TOKEN, whichever source won
 
 
-# Every token this process found, so a debug traceback can mask them whatever their shape.
-SEEN: list[str] = []
 
 
-# The password of a URL's user info (HF_ENDPOINT=https://user:password@mirror): shown as ****.
-URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]*):([^/\s@]+)@")
-
-
-def redact(text: str) -> str:
-    text = URL_PASSWORD.sub(r"\1:****@", text)
-    for secret in SEEN:
-        text = text.replace(secret, mask(secret))
-    return TOKEN_SHAPE.sub(lambda m: mask(m.group(0)), text)
-
-
-def mask(token: str) -> str:
-    """`hf_****abcd`: the prefix and the last four characters, never more."""
-    if len(token) < 12:
-        return "****"
-    prefix = token[:3] if token.startswith("hf_") else ""
-    return f"{prefix}****{token[-4:]}"
 
 
 def clean(raw: str, source: str, warnings: list[str]) -> str:

@@ -37,6 +37,7 @@ from gatedfetch import failures  # noqa: E402  (standard library only, like cli,
 from gatedfetch.cli import guarded  # noqa: E402
 from gatedfetch.failures import Failure  # noqa: E402
 from gatedfetch.report import Reporter  # noqa: E402
+from gatedfetch.secret import TOKEN_SHAPE, mask, redact  # noqa: E402
 
 if TYPE_CHECKING:
     from gatedfetch.tokens import Found
@@ -50,7 +51,6 @@ JOB_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # non-secret settings only
 # setup.sh flags that make no sense inside the Job: it gets its token from the secret HF_TOKEN.
 TOKEN_FLAGS = ("--token-stdin", "--env-file", "--token-from")
 HELP_FIX = "run `python scripts/hf_job.py --help` for every flag"
-TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{34}")
 TIMEOUT_SHAPE = re.compile(r"[0-9]+(\.[0-9]+)?[smhd]?")
 COMMIT_SHAPE = re.compile(r"[0-9a-f]{40}")
 PLACEHOLDER = re.compile(r"\$\{?HF_TOKEN\b")  # the shell's name for the token, not the token
@@ -246,7 +246,6 @@ def guard(spec: JobSpec, token: str) -> None:
 
 
 def describe(spec: JobSpec, namespace: str, endpoint: str, found: Found) -> list[str]:
-    from gatedfetch import tokens
 
     return [
         f"  endpoint: {endpoint}/api/jobs/{namespace}",
@@ -255,7 +254,7 @@ def describe(spec: JobSpec, namespace: str, endpoint: str, found: Found) -> list
         f"  timeout:  {spec.timeout}",
         f"  command:  {shlex.join(spec.command)}",
         f"  env:      {', '.join(sorted(spec.env)) or '(none)'}",
-        f"  secrets:  {', '.join(sorted(spec.secrets))} ({tokens.mask(found.token)}, {found.source})",
+        f"  secrets:  {', '.join(sorted(spec.secrets))} ({mask(found.token)}, {found.source})",
     ]
 
 
@@ -263,13 +262,12 @@ def submit_failure(exc: Exception, endpoint: str, namespace: str) -> Failure:
     """What the Jobs API's refusal means, and what to do. The token was valid a moment ago (whoami)."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from gatedfetch import tokens
 
     if not isinstance(exc, HfHubHTTPError):  # transport: the request may or may not have arrived
         return failures.jobs_unreachable(endpoint, namespace, f"did not answer: {type(exc).__name__}")
     response = exc.response
     status = response.status_code if response is not None else 0
-    said = tokens.redact(exc.server_message or "no message").splitlines()[0][:300]
+    said = redact(exc.server_message or "no message").splitlines()[0][:300]
     if status in (401, 402, 403):
         return failures.jobs_refused(namespace, status, said)
     if 400 <= status < 500:
@@ -283,7 +281,7 @@ def run(args: Args, rep: Reporter) -> int:
     from huggingface_hub import HfApi, JobHardware, constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    from gatedfetch import cli, flow, hub, options
+    from gatedfetch import bounded, cli, flow, hub, options
 
     model, revision = check_setup_args(args.setup_args)
     url = clone_url(args.repo_url, rep)
@@ -307,15 +305,8 @@ def run(args: Args, rep: Reporter) -> int:
         allow_insecure=False,
     )
     found = flow.find_token(opts, rep)
-    hub.install_timeouts()
-    checker = hub.Hub(endpoint, found.token, found.source)
-    who = checker.whoami(flow.switch_hint(found))
-    if who is not None:
-        rep.info(f"user: {who.name} (token role: {who.role})")
-    snap = checker.snapshot(model, revision)
-    for note in checker.check_access(model, snap, who):
-        rep.warn(note)
-    rep.info(f"access: granted to {who.name if who else 'this token'} for {model}@{snap.commit[:10]}")
+    bounded.install_timeouts()
+    who, _ = flow.authorize(hub.Hub(endpoint, found.token, found.source, say=rep.info), found, model, revision, rep)
 
     spec = JobSpec(
         image=args.image,

@@ -21,7 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-TOKEN = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{34}(?![A-Za-z0-9])")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+if str(PROJECT_DIR) not in sys.path:
+    sys.path.insert(0, str(PROJECT_DIR))
+
+from gatedfetch.secret import TOKEN_SHAPE, mask  # noqa: E402  (standard library only, like this script)
+
+# The product's one token shape, here standing alone (not inside a longer word).
+TOKEN = re.compile(rf"(?<![A-Za-z0-9]){TOKEN_SHAPE.pattern}(?![A-Za-z0-9])")
 HISTORY_FILES = (
     ".bash_history",
     ".zsh_history",
@@ -45,10 +52,6 @@ class Finding(NamedTuple):
     line: int
     masked: str
     what: str
-
-
-def mask(token: str) -> str:
-    return f"hf_****{token[-4:]}"
 
 
 def is_placeholder(token: str) -> bool:

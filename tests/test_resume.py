@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gatedfetch.transfer import partial_path
+from gatedfetch.transfer import partial_bytes
 from tests.conftest import MODEL, Env, hub_content
 
 
@@ -27,11 +27,10 @@ def start(env: Env, token: str, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def partial_size(out: Path, sha256: str) -> int:
-    try:
-        return partial_path(out / ".gatedfetch", sha256).stat().st_size
-    except FileNotFoundError:
-        return 0
+def partial_size(out: Path, sha256: str, size: int) -> int:
+    """The bytes a re-run may keep: those the piece record vouches for (a kill can land between a write
+    and its record, and then the file holds more than the record; the record is the truth)."""
+    return partial_bytes(out / ".gatedfetch", sha256, size)
 
 
 def test_killed_run_resumes_from_the_bytes_on_disk(env: Env, tokens: dict[str, str]) -> None:
@@ -39,11 +38,11 @@ def test_killed_run_resumes_from_the_bytes_on_disk(env: Env, tokens: dict[str, s
     env.hub.settings.throttle_bps = 1_000_000
     proc = start(env, tokens["accepted_read"])
     deadline = time.monotonic() + 60
-    while partial_size(env.out_dir, big.sha256) < big.size // 3 and time.monotonic() < deadline:
+    while partial_size(env.out_dir, big.sha256, big.size) < big.size // 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    have = partial_size(env.out_dir, big.sha256)
+    have = partial_size(env.out_dir, big.sha256, big.size)
     assert big.size // 3 <= have < big.size
     env.hub.settings.throttle_bps = None
     env.hub.clear_requests()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gatedfetch import failures, tokens
+from gatedfetch import failures, secret, tokens
 from tests.conftest import Env
 
 GOOD = "hf_" + "Ab1" * 11 + "Z"  # 34 characters after the prefix
@@ -81,8 +81,8 @@ def test_unusual_shape_is_warned_and_left_to_the_hub() -> None:
 
 
 def test_mask_shows_prefix_and_last_four_only() -> None:
-    assert tokens.mask(GOOD) == "hf_****" + GOOD[-4:]
-    assert tokens.mask("short") == "****"
+    assert secret.mask(GOOD) == "hf_****" + GOOD[-4:]
+    assert secret.mask("short") == "****"
 
 
 def test_env_file_with_bom_crlf_export_quotes_and_comments(tmp_path: Path) -> None:
