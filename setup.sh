@@ -27,25 +27,8 @@ EXIT_HUB_UNREACHABLE=7 # pip could not fetch the packages (the index is unreacha
 EXIT_INTEGRITY=8       # a package file does not match the sha256 in requirements.lock
 EXIT_LOCAL_DISK=9      # no space left, or the folder is not writable
 
-say() { printf '%s\n' "$*" >&2; }
-err() { printf 'error: %s\n' "$*" >&2; }
-
-# Is "$1" a Python >= MIN_PY?
-python_ok() {
-  "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' >/dev/null 2>&1
-}
-
-# Print the first python3 on PATH that is new enough.
-find_python() {
-  local candidate
-  for candidate in python3 python3.13 python3.12 python3.11 python3.10 python; do
-    if command -v "${candidate}" >/dev/null 2>&1 && python_ok "${candidate}"; then
-      command -v "${candidate}"
-      return 0
-    fi
-  done
-  return 1
-}
+# shellcheck source=scripts/common.sh
+source "${HERE}/scripts/common.sh"
 
 # Print a hash of requirements.lock (to skip the install on re-runs while it is unchanged).
 lock_stamp() {

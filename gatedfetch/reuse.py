@@ -185,11 +185,12 @@ def _bring(
     where = WHERE[source]
     if not os.path.isfile(cand):
         return None
+    def ignored(why: str) -> None:
+        notes.append(f"{f.path}: ignored {cand} from {where}: {why} for commit {commit[:10]}; {instead} "
+                     "(the copy there was left as it is)")
+
     if st.st_size != f.size:
-        notes.append(
-            f"{f.path}: ignored {cand} from {where}: {st.st_size} bytes, the Hub lists {f.size} for commit "
-            f"{commit[:10]}; {instead} (the copy there was left as it is)"
-        )
+        ignored(f"{st.st_size} bytes, the Hub lists {f.size}")
         return None
     try:
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -209,10 +210,7 @@ def _bring(
     bad = digest.mismatch(f) if digest is not None else "content (it changed while it was read)"
     if bad is not None:
         tmp.unlink(missing_ok=True)
-        notes.append(
-            f"{f.path}: ignored {cand} from {where}: its {bad} is not the one the Hub lists for commit "
-            f"{commit[:10]}; {instead} (the copy there was left as it is)"
-        )
+        ignored(f"its {bad} is not the one the Hub lists")
         return None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +218,7 @@ def _bring(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise partial_mod.disk_failure(exc, dest.parent, f.size) from None
-    _fsync_dir(dest.parent)
+    partial_mod.fsync_dir(dest.parent)
     assert digest is not None
     return Reused(f.path, f.size, digest.sha256.hexdigest(), source, cand, linked)
 
@@ -313,19 +311,6 @@ def _copy_fd(src: int, out: int, digest: _Digest, folder: Path, size: int) -> No
                 done += os.write(out, view[done:n])
             except OSError as exc:
                 raise partial_mod.disk_failure(exc, folder, size) from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- the other way: into huggingface_hub's cache ----------------------------------------------------

@@ -19,20 +19,8 @@ set -euo pipefail
 HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 REFRESH="bash scripts/lock.sh"
 
-say() { printf '%s\n' "$*" >&2; }
-err() { printf 'error: %s\n' "$*" >&2; }
-
-find_python() {
-  local candidate
-  for candidate in python3 python3.13 python3.12 python3.11 python3.10; do
-    if command -v "${candidate}" >/dev/null 2>&1 &&
-      "${candidate}" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then
-      command -v "${candidate}"
-      return 0
-    fi
-  done
-  return 1
-}
+# shellcheck source=scripts/common.sh
+source "${HERE}/scripts/common.sh"
 
 # Print the sha256 of file "$2" (a path relative to the project) using Python "$1".
 digest() {

@@ -21,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fishaudio/openaudio-s1-mini"
 PROJECT_FILES = (
     "setup.sh",
+    "scripts/common.sh",
     "auth_helper.py",
     "requirements.txt",
     "requirements.lock",

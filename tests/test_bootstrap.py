@@ -225,8 +225,9 @@ def test_help_works_before_any_venv_exists(env: Env) -> None:
 
 def lock_project(dest: Path) -> Path:
     """The files scripts/lock.sh --check reads, copied."""
-    for name in ("scripts/lock.sh", "requirements.txt", "requirements-dev.txt", "requirements.lock",
-                 "requirements-dev.lock"):
+    names = ("scripts/lock.sh", "scripts/common.sh", "requirements.txt", "requirements-dev.txt", "requirements.lock",
+             "requirements-dev.lock")
+    for name in names:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, dest / name)
     return dest

@@ -11,12 +11,37 @@ DEBUG_VARIABLE = "GATEDFETCH_DEBUG"
 ISSUES_HINT = f"re-run with {DEBUG_VARIABLE}=1 for a traceback (tokens masked) and report it with that output"
 
 
+# The one exit-code table: code -> (the kind --json names, what --help and the README say it means).
+KINDS: dict[int, tuple[str, str]] = {
+    1: ("unexpected", "unexpected error (a bug): " + ISSUES_HINT),
+    2: ("usage", "usage error: a bad flag or value"),
+    3: ("no_token", "no token found"),
+    4: ("token_rejected", "token rejected: invalid, expired, revoked, malformed or a placeholder"),
+    5: (
+        "access_denied",
+        "gated access not granted: licence not accepted, request pending or rejected, or token lacks permission",
+    ),
+    6: ("not_found", "repository or revision not found"),
+    7: (
+        "hub_unreachable",
+        "hub unreachable, or failing after retries (also: offline and the local copy is incomplete)",
+    ),
+    8: ("integrity", "download or integrity failure"),
+    9: ("disk", "local disk: no space, or the folder is not writable"),
+}
+
+
 class Failure(Exception):
     """A failure the user can act on. `message` names the cause, `fix` the next command."""
 
     exit_code: ClassVar[int] = 1
     kind: ClassVar[str] = "unexpected"
     meaning: ClassVar[str] = ""  # what the exit code means, for --help and the README's table
+
+    def __init_subclass__(cls, *, exit_code: int, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.exit_code = exit_code
+        cls.kind, cls.meaning = KINDS[exit_code]
 
     def __init__(self, message: str, fix: str = "", **details: Any) -> None:
         super().__init__(message)
@@ -31,63 +56,20 @@ class Failure(Exception):
         return out
 
 
-class Unexpected(Failure):
-    exit_code = 1
-    kind = "unexpected"
-    meaning = "unexpected error (a bug): " + ISSUES_HINT
-
-
-class UsageError(Failure):
-    exit_code = 2
-    kind = "usage"
-    meaning = "usage error: a bad flag or value"
-
-
-class NoToken(Failure):
-    exit_code = 3
-    kind = "no_token"
-    meaning = "no token found"
-
-
-class TokenRejected(Failure):
-    exit_code = 4
-    kind = "token_rejected"
-    meaning = "token rejected: invalid, expired, revoked, malformed or a placeholder"
-
-
-class AccessDenied(Failure):
-    exit_code = 5
-    kind = "access_denied"
-    meaning = "gated access not granted: licence not accepted, request pending or rejected, or token lacks permission"
-
-
-class NotFound(Failure):
-    exit_code = 6
-    kind = "not_found"
-    meaning = "repository or revision not found"
-
-
-class HubUnreachable(Failure):
-    exit_code = 7
-    kind = "hub_unreachable"
-    meaning = "hub unreachable, or failing after retries (also: offline and the local copy is incomplete)"
-
-
-class IntegrityFailure(Failure):
-    exit_code = 8
-    kind = "integrity"
-    meaning = "download or integrity failure"
-
-
-class DiskFailure(Failure):
-    exit_code = 9
-    kind = "disk"
-    meaning = "local disk: no space, or the folder is not writable"
+class Unexpected(Failure, exit_code=1): ...
+class UsageError(Failure, exit_code=2): ...
+class NoToken(Failure, exit_code=3): ...
+class TokenRejected(Failure, exit_code=4): ...
+class AccessDenied(Failure, exit_code=5): ...
+class NotFound(Failure, exit_code=6): ...
+class HubUnreachable(Failure, exit_code=7): ...
+class IntegrityFailure(Failure, exit_code=8): ...
+class DiskFailure(Failure, exit_code=9): ...
 
 
 EXIT_MEANINGS: dict[int, str] = {
     0: "ready: the model is on disk and verified (or, with --check, a download would succeed)",
-    **{kind.exit_code: kind.meaning for kind in sorted(Failure.__subclasses__(), key=lambda k: k.exit_code)},
+    **{code: meaning for code, (_, meaning) in sorted(KINDS.items())},
 }
 
 

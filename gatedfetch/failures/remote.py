@@ -22,44 +22,55 @@ def model_page(repo: str) -> str:
     return f"https://huggingface.co/{repo}"
 
 
+# Why a gated repo refused, each with its message and fix (the Hub's X-Error-Message tells them apart).
+_GATED = {
+    "not_accepted": (
+        "{user} has not accepted the licence of the gated model {repo}",
+        "open {page} while logged in as {user}, accept the licence, then run `bash setup.sh` again",
+    ),
+    "pending": (
+        "{user}'s access request for {repo} is awaiting a review from the repo authors",
+        "wait for the authors' approval (you get an e-mail; status at {page}), then run `bash setup.sh` again",
+    ),
+    "rejected": (
+        "{user}'s access request for {repo} was rejected by the repo authors",
+        "contact the authors through {page}/discussions; another token will not help",
+    ),
+    "token_permission": (
+        f'the fine-grained token of {{user}} lacks the permission "{GATED_PERMISSION}", needed for {{repo}}',
+        f"edit the token at {TOKENS_PAGE} and tick that permission, or make one with it: {GATED_TOKEN_PAGE}",
+    ),
+    "anonymous": (
+        "{repo} is gated and the endpoint refused the request as anonymous",
+        "log in (`hf auth login`) and accept the licence at {page}",
+    ),
+}
+
+
+def _gated(reason: str, repo: str, user: str = "", page: str = "") -> AccessDenied:
+    message, fix = _GATED[reason]
+    facts = {"repo": repo, "user": user, "page": page}
+    return AccessDenied(message.format(**facts), fix.format(**facts), reason=reason)
+
+
 def gated_not_accepted(repo: str, user: str, page: str) -> AccessDenied:
-    return AccessDenied(
-        f"{user} has not accepted the licence of the gated model {repo}",
-        f"open {page} while logged in as {user}, accept the licence, then run `bash setup.sh` again",
-        reason="not_accepted",
-    )
+    return _gated("not_accepted", repo, user, page)
 
 
 def gated_pending(repo: str, user: str, page: str) -> AccessDenied:
-    return AccessDenied(
-        f"{user}'s access request for {repo} is awaiting a review from the repo authors",
-        f"wait for the authors' approval (you get an e-mail; status at {page}), then run `bash setup.sh` again",
-        reason="pending",
-    )
+    return _gated("pending", repo, user, page)
 
 
 def gated_rejected(repo: str, user: str, page: str) -> AccessDenied:
-    return AccessDenied(
-        f"{user}'s access request for {repo} was rejected by the repo authors",
-        f"contact the authors through {page}/discussions; another token will not help",
-        reason="rejected",
-    )
+    return _gated("rejected", repo, user, page)
 
 
 def gated_token_permission(repo: str, user: str) -> AccessDenied:
-    return AccessDenied(
-        f"the fine-grained token of {user} lacks the permission \"{GATED_PERMISSION}\", needed for {repo}",
-        f"edit the token at {TOKENS_PAGE} and tick that permission, or make one with it: {GATED_TOKEN_PAGE}",
-        reason="token_permission",
-    )
+    return _gated("token_permission", repo, user)
 
 
 def gated_no_token(repo: str, page: str) -> AccessDenied:
-    return AccessDenied(
-        f"{repo} is gated and the endpoint refused the request as anonymous",
-        f"log in (`hf auth login`) and accept the licence at {page}",
-        reason="anonymous",
-    )
+    return _gated("anonymous", repo, page=page)
 
 
 def jobs_refused(namespace: str, status: int, said: str) -> AccessDenied:
@@ -129,24 +140,24 @@ def offline_incomplete(local_dir: str, missing: str) -> HubUnreachable:
 # --- 8: integrity ---------------------------------------------------------------------------
 
 
-def hash_mismatch(path: str, algo: str, expected: str, got: str) -> IntegrityFailure:
+def _mismatch(path: str, what: str, expected: str | int, got: str | int, fix: str) -> IntegrityFailure:
+    said = (f"{expected} bytes", got) if what == "size" else (f"{str(expected)[:12]}…", f"{str(got)[:12]}…")
     return IntegrityFailure(
-        f"{path}: {algo} mismatch, expected {expected[:12]}… got {got[:12]}… (the bad copy was discarded)",
-        "run `bash setup.sh` again to fetch it anew; if it repeats, a proxy or mirror is corrupting data",
+        f"{path}: {what} mismatch, expected {said[0]}, got {said[1]} (the bad copy was discarded)",
+        fix,
         file=path,
         expected=expected,
         got=got,
     )
+
+
+def hash_mismatch(path: str, algo: str, expected: str, got: str) -> IntegrityFailure:
+    fix = "run `bash setup.sh` again to fetch it anew; if it repeats, a proxy or mirror is corrupting data"
+    return _mismatch(path, algo, expected, got, fix)
 
 
 def size_mismatch(path: str, expected: int, got: int) -> IntegrityFailure:
-    return IntegrityFailure(
-        f"{path}: size mismatch, expected {expected} bytes, got {got} (the bad copy was discarded)",
-        "run `bash setup.sh` again to fetch it anew",
-        file=path,
-        expected=expected,
-        got=got,
-    )
+    return _mismatch(path, "size", expected, got, "run `bash setup.sh` again to fetch it anew")
 
 
 def unsafe_path(path: str) -> IntegrityFailure:

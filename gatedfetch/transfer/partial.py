@@ -229,7 +229,7 @@ class Partial:
             self.record.unlink(missing_ok=True)
         except OSError as exc:
             raise disk_failure(exc, folder, 0) from None
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
     def discard(self) -> None:
         """The bytes are not the expected ones: they never reach dest, and the partial goes."""
@@ -248,7 +248,8 @@ class Partial:
                 os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (best effort: some file systems cannot sync a folder)."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
