@@ -1,7 +1,8 @@
 """The command line: flags, the flow (find token → check hub → transfer → report), exit codes.
 
-Data flows one way; every module below returns plain values or raises a `failures.Failure`, and
-only `main()` prints the outcome and chooses the exit code.
+Data flows one way: the flow returns an `Outcome` for every path, success or failure; `main()` hands
+it to the reporter once, and its exit code is the process's. What escapes the flow (a bad flag, a bug)
+becomes an outcome in `guarded`, the one place that turns exceptions into messages and exit codes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from . import failures
 from .failures import DEBUG_VARIABLE, Failure
 from .options import HUB_ENDPOINT, PROJECT_DIR, Options, parse
+from .outcome import Outcome
 from .report import Reporter
 
 
@@ -44,7 +46,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def run(opts: Options, rep: Reporter) -> int:
+def run(opts: Options, rep: Reporter) -> Outcome:
     # Imported here so that `--help` works with any python3, before the venv exists.
     from huggingface_hub import constants
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -60,26 +62,16 @@ def run(opts: Options, rep: Reporter) -> int:
         ) from None
 
     endpoint = constants.ENDPOINT.rstrip("/")
-    rep.set(
-        endpoint=endpoint,
-        model=opts.model,
-        revision=opts.revision,
-        local_dir=str(opts.local_dir),
-        token_source=None,
-        user=None,
-        token_role=None,
-        access_checked=False,
-        commit=None,
-        files=[],
-    )
     if opts.demo:
         from . import demo
 
-        rep.json_mode = False  # the demo's own run prints the document
         return demo.run(opts, rep)
     if constants.HF_HUB_OFFLINE:
-        return flow.offline(opts, rep)
-    check_endpoint(endpoint, opts.allow_insecure, rep)
+        return flow.offline(opts, rep, endpoint)
+    try:
+        check_endpoint(endpoint, opts.allow_insecure, rep)
+    except Failure as failure:
+        return Outcome.begin(opts, endpoint).failed(failure)
     if opts.prepare:
         return flow.prepare(opts, rep, endpoint)
     return flow.online(opts, rep, endpoint)
@@ -89,36 +81,38 @@ def guarded(
     rep: Reporter,
     body: Callable[[], int],
     *,
-    finish: Callable[[int], int] = lambda code: code,
+    failed: Callable[[Failure], int] | None = None,
     interrupted: str = "interrupted",
 ) -> int:
-    """Run an entry point's body; the one place that turns what it raises into a message and an exit code.
+    """Run an entry point's body; the one place that turns what escapes it into a message and an exit code.
 
-    `finish` sees every outcome's code but --help's and Ctrl-C's (setup.sh's JSON document is written there).
+    `failed` says a failure that escaped (a bad flag, a bug) and returns its code; by default its lines are
+    printed. setup.sh's body returns the flow's `Outcome` through `Reporter.finish`, and so does `failed`.
     """
+    def fail(failure: Failure) -> int:
+        if failed is not None:
+            return failed(failure)
+        rep.failure(failure)
+        return failure.exit_code
+
     try:
-        return finish(body())
+        return body()
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     except Failure as failure:
-        rep.failure(failure)
-        return finish(failure.exit_code)
+        return fail(failure)
     except KeyboardInterrupt:
         print(f"\n{interrupted}", file=sys.stderr)
         return 130
     except ModuleNotFoundError as exc:  # an interpreter without the requirements, e.g. a wrong PYTHON
-        missing = failures.missing_module(sys.executable, exc.name, str(PROJECT_DIR / "requirements.txt"))
-        rep.failure(missing)
-        return finish(missing.exit_code)
+        return fail(failures.missing_module(sys.executable, exc.name, str(PROJECT_DIR / "requirements.txt")))
     except Exception as exc:  # the last resort: a bug, never a traceback unless asked
         debug = bool(os.environ.get(DEBUG_VARIABLE))
-        bug = failures.unexpected(exc, debug)
         if debug:
             from .secret import redact
 
             print(redact("".join(traceback.format_exception(exc))), file=sys.stderr)
-        rep.failure(bug)
-        return finish(bug.exit_code)
+        return fail(failures.unexpected(exc, debug))
 
 
 def _writable(stream: TextIO | None) -> bool:
@@ -145,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return failures.UsageError.exit_code
     return guarded(
         rep,
-        lambda: run(parse(args), rep),
-        finish=rep.finish,
+        lambda: rep.finish(run(parse(args), rep)),
+        failed=lambda failure: rep.finish(Outcome().failed(failure)),
         interrupted="interrupted: run `bash setup.sh` again to resume where it stopped",
     )

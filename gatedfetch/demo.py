@@ -16,15 +16,16 @@ import tempfile
 from pathlib import Path
 
 from .options import DEMO_SCENARIOS, PROJECT_DIR, Options
+from .outcome import Outcome
 from .report import Reporter
 
 
-def run(opts: Options, rep: Reporter) -> int:
+def run(opts: Options, rep: Reporter) -> Outcome:
     scenario = opts.demo or "granted"
     hub_script = PROJECT_DIR / "tests" / "hub.py"
     if not hub_script.is_file():
         rep.warn(f"the demo needs {hub_script}, which ships with the project: restore it (git checkout tests/hub.py)")
-        return 1
+        return Outcome(exit_code=1)
     work = Path(tempfile.mkdtemp(prefix="openaudio-demo-"))
     hub = subprocess.Popen(
         [sys.executable, str(hub_script), "--data-dir", str(work / "hub"), "--big-size", str(8 * 1024 * 1024)],
@@ -37,7 +38,7 @@ def run(opts: Options, rep: Reporter) -> int:
         line = hub.stdout.readline()
         if not line:
             rep.warn("the local demo hub did not start")
-            return 1
+            return Outcome(exit_code=1)
         info = json.loads(line)
         token = info["tokens"][DEMO_SCENARIOS[scenario]]
         rep.info(f"demo: scenario '{scenario}': a local hub at {info['url']} plays huggingface.co with a small fake")
@@ -48,8 +49,14 @@ def run(opts: Options, rep: Reporter) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
         env.update(HOME=str(home), HF_ENDPOINT=info["url"], HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
         argv = [sys.executable, str(PROJECT_DIR / "auth_helper.py"), "--token-stdin", "--local-dir", str(work / "out")]
-        argv += [flag for flag, on in (("--json", opts.json), ("--quiet", opts.quiet), ("--check", opts.check)) if on]
-        done = subprocess.run(argv, input=token.encode(), env=env, cwd=PROJECT_DIR)
+        argv += ["--json"] + [flag for flag, on in (("--quiet", opts.quiet), ("--check", opts.check)) if on]
+        # The run's lines go straight to the terminal; its outcome (the JSON document) becomes this run's.
+        done = subprocess.run(argv, input=token.encode(), env=env, cwd=PROJECT_DIR, stdout=subprocess.PIPE)
+        try:
+            outcome = Outcome.from_json(json.loads(done.stdout))
+        except ValueError:
+            outcome = Outcome(exit_code=done.returncode or 1)
+        outcome.shown = True
         rep.info(f"demo: ---- removing {work} ----")
         if done.returncode and scenario != "granted":
             rep.info(
@@ -58,7 +65,7 @@ def run(opts: Options, rep: Reporter) -> int:
             )
         else:
             rep.info(f"demo: exit code {done.returncode}")
-        return done.returncode
+        return outcome
     finally:
         hub.terminate()
         try:

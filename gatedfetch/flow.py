@@ -15,21 +15,24 @@ from . import failures, manifest, prompt, reuse, secret, tokens
 from .bounded import end_of_phase, install_timeouts
 from .hub import Hub, Identity, RepoFile, Snapshot
 from .options import PROJECT_DIR, Options
+from .outcome import Outcome
 from .progress import make_progress
 from .report import Reporter
 from .transfer import HttpRefused, RemoteFile, fetch_all, partial_bytes, safe_dest
 
 
-def offline(opts: Options, rep: Reporter) -> int:
+def offline(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
+    out = Outcome.begin(opts, endpoint)
     m = manifest.load(opts.local_dir)
     gaps = manifest.missing(opts.local_dir, m)
     if gaps or m is None:
-        raise failures.offline_incomplete(str(opts.local_dir), ", ".join(gaps[:5]))
+        return out.failed(failures.offline_incomplete(str(opts.local_dir), ", ".join(gaps[:5])))
     if opts.revision not in (m.revision, m.commit) and opts.revision != "main":
-        raise failures.offline_incomplete(str(opts.local_dir), f"it holds {m.revision}, not {opts.revision}")
-    rep.set(commit=m.commit, user=m.user or None, files=[_file_doc(e) for e in m.files])
+        holds = f"it holds {m.revision}, not {opts.revision}"
+        return out.failed(failures.offline_incomplete(str(opts.local_dir), holds))
+    out.commit, out.user, out.files = m.commit, m.user or None, [_file_doc(e) for e in m.files]
     rep.info(f"offline: the local copy of {m.model}@{m.commit[:10]} in {opts.local_dir} is complete")
-    return 0
+    return out.done()
 
 
 def read_stdin_token() -> str:
@@ -66,33 +69,36 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
         for w in tokens.env_file_warnings(opts.env_file):
             rep.warn(w)
     rep.info(f"token: {res.found.source} ({secret.mask(res.found.token)})")
-    rep.set(token_source=res.found.kind)
     return res.found
 
 
-def prepare(opts: Options, rep: Reporter, endpoint: str) -> int:
+def prepare(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
     """First boot of a machine (a Brev Launchable's setup script): no input, no token needed.
 
     The Python environment exists (setup.sh built it); check the hub and the disk with an anonymous
     request (gated repos still answer their file list), then go on if a token is already there.
     """
-    install_timeouts()
-    snap = Hub(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
-    previous = manifest.load(opts.local_dir)
-    todo, _ = _plan(opts.local_dir, previous, snap)
-    _check_disk(opts.local_dir, todo, write=False)
+    out = Outcome.begin(opts, endpoint)
+    try:
+        install_timeouts()
+        snap = Hub(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
+        previous = manifest.load(opts.local_dir)
+        todo, _ = _plan(opts.local_dir, previous, snap)
+        _check_disk(opts.local_dir, todo, write=False)
+        res = tokens.resolve(None, "", os.environ, opts.env_file)
+    except failures.Failure as failure:
+        return out.failed(failure)
     total = sum(f.size for f in snap.files)
     rep.info(f"prepare: Python ready; {endpoint} reachable; {opts.model} needs {total / 1e9:.2f} GB, disk has room")
-    res = tokens.resolve(None, "", os.environ, opts.env_file)
     if res.found is None:
-        rep.ok_status = "needs_token"
         rep.info("prepare: no token on this machine yet. Next steps, after you log in:")
         rep.info(
             f"  1. {hf_command()} auth login   (at its menu press the down arrow to 'Paste an access token', Enter, "
             "then paste a read token from https://huggingface.co/settings/tokens)"
         )
         rep.info(f"  2. bash {PROJECT_DIR / 'setup.sh'}")
-        return 0
+        out.commit = snap.commit
+        return out.done("needs_token")
     rep.info("prepare: a token is available: continuing with the full setup")
     return online(opts, rep, endpoint)
 
@@ -105,56 +111,65 @@ def hf_command() -> str:
     return str(beside) if beside.exists() else "hf"
 
 
-def online(opts: Options, rep: Reporter, endpoint: str) -> int:
-    found = find_token(opts, rep)
-    install_timeouts()
-    hub = Hub(endpoint, found.token, found.source, say=rep.info)
-    previous = manifest.load(opts.local_dir)
+def online(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
+    """Token → whoami and access → plan → transfer → manifest. Every fact found goes into the outcome as it
+    is learnt, so that a refusal still reports who was refused, for which commit."""
+    out = Outcome.begin(opts, endpoint)
+    try:
+        found = find_token(opts, rep)
+        out.token_source = found.kind
+        install_timeouts()
+        hub = Hub(endpoint, found.token, found.source, say=rep.info)
+        previous = manifest.load(opts.local_dir)
 
-    # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
-    if previous is not None and not opts.check and not manifest.missing(opts.local_dir, previous):
-        snap = hub.snapshot(opts.model, opts.revision)
-        if previous.commit == snap.commit and previous.model == opts.model:
-            # The copy is trusted; the token was not asked who it is, so no user is reported.
-            rep.set(commit=snap.commit, user=None, access_checked=False, files=[_file_doc(e) for e in previous.files])
+        # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
+        if previous is not None and not opts.check and not manifest.missing(opts.local_dir, previous):
+            snap = hub.snapshot(opts.model, opts.revision)
+            if previous.commit == snap.commit and previous.model == opts.model:
+                # The copy is trusted; the token was not asked who it is, so no user is reported.
+                out.commit, out.files = snap.commit, [_file_doc(e) for e in previous.files]
+                rep.info(
+                    f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir} "
+                    "(the token's access was not checked again: `bash setup.sh --check` does)"
+                )
+                if opts.also_cache:
+                    out.hf_cache_snapshot = _also_cache(opts, rep, snap)
+                return out.done()
+        who, snap = identify(hub, found, opts.model, opts.revision, rep)
+        out.user, out.token_role, out.commit = (who.name, who.role, snap.commit) if who else (None, None, snap.commit)
+        permit(hub, opts.model, who, snap, rep)
+        out.access_checked = True
+
+        _check_layout(snap)
+        todo, kept = _plan(opts.local_dir, previous, snap)
+        _check_disk(opts.local_dir, todo, write=not opts.check)
+        if opts.check:
+            out.local_complete = not todo
+            total = sum(f.size for f in todo)
             rep.info(
-                f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir} "
-                "(the token's access was not checked again: `bash setup.sh --check` does)"
+                "check: the local copy is complete"
+                if not todo
+                else f"check: a download of {len(todo)} file(s), {total / 1e6:.1f} MB, would succeed"
             )
-            if opts.also_cache:
-                _also_cache(opts, rep, snap)
-            return 0
-    who, snap = authorize(hub, found, opts.model, opts.revision, rep)
-    user = who.name if who else ""
-
-    _check_layout(snap)
-    todo, kept = _plan(opts.local_dir, previous, snap)
-    _check_disk(opts.local_dir, todo, write=not opts.check)
-    if opts.check:
-        complete = not todo
-        rep.set(local_complete=complete)
-        rep.ok_status = "ready" if complete else "would_download"
-        total = sum(f.size for f in todo)
+            return out.done("ready" if not todo else "would_download")
+        end_of_phase()
+        fetched, traffic = _transfer(opts, rep, hub, snap, todo)
+        entries = sorted(kept + fetched, key=lambda e: e.path)
+        user = out.user or ""
+        m = manifest.Manifest(opts.model, opts.revision, snap.commit, secret.redact(endpoint), user, entries)
+        manifest.save(opts.local_dir, m)
+        zero = {"fetched_bytes": 0, "resumed_from": 0}
+        out.files = [dict(_file_doc(e), **traffic.get(e.path, zero)) for e in entries]
+        size = sum(e.size for e in entries)
         rep.info(
-            "check: the local copy is complete"
-            if complete
-            else f"check: a download of {len(todo)} file(s), {total / 1e6:.1f} MB, would succeed"
+            f"ready: {len(entries)} files, {size / 1e6:.1f} MB, {opts.model}@{snap.commit[:10]} "
+            f"verified in {opts.local_dir}" + (f" (user {user})" if user else "") + _reuse_summary(entries, traffic)
         )
-        return 0
-    end_of_phase()
-    fetched, traffic = _transfer(opts, rep, hub, snap, todo)
-    entries = sorted(kept + fetched, key=lambda e: e.path)
-    m = manifest.Manifest(opts.model, opts.revision, snap.commit, secret.redact(endpoint), user, entries)
-    manifest.save(opts.local_dir, m)
-    rep.set(files=[dict(_file_doc(e), **traffic.get(e.path, {"fetched_bytes": 0, "resumed_from": 0})) for e in entries])
-    size = sum(e.size for e in entries)
-    rep.info(
-        f"ready: {len(entries)} files, {size / 1e6:.1f} MB, {opts.model}@{snap.commit[:10]} "
-        f"verified in {opts.local_dir}" + (f" (user {user})" if user else "") + _reuse_summary(entries, traffic)
-    )
-    if opts.also_cache:
-        _also_cache(opts, rep, snap)
-    return 0
+        if opts.also_cache:
+            out.hf_cache_snapshot = _also_cache(opts, rep, snap)
+        return out.done()
+    except failures.Failure as failure:
+        return out.failed(failure)
 
 
 def _reuse_summary(entries: list[manifest.FileEntry], traffic: dict[str, dict[str, int]]) -> str:
@@ -177,19 +192,19 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> None:
+def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str:
+    """File the model into huggingface_hub's cache too; the snapshot folder written."""
     folder, written, notes = reuse.also_cache(snap, opts.local_dir, opts.link)
     for note in notes:
         rep.warn(note)
-    rep.set(hf_cache_snapshot=str(folder))
     rep.info(f"also in the Hugging Face cache: {folder} ({_bytes(written)} written)")
+    return str(folder)
 
 
-def authorize(
+def identify(
     hub: Hub, found: tokens.Found, model: str, revision: str, rep: Reporter
 ) -> tuple[Identity | None, Snapshot]:
-    """The one authorization step (setup and the Jobs launcher): who the token is, what the revision
-    holds, and whether this token may read it. Raises the precise refusal (exit 4, 5, 6, 7)."""
+    """Who the token is and what the revision holds (exit 4 for a token the Hub refuses, 6, 7)."""
     # whoami and the revision's listing do not depend on each other: ask both at once (one round trip less).
     # whoami's verdict comes first: an invalid token is the cause to name even when the listing failed too.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatedfetch-snapshot") as pool:
@@ -205,11 +220,22 @@ def authorize(
         rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
     for note in snap.notes:
         rep.warn(note)
-    rep.set(commit=snap.commit)
+    return who, snap
+
+
+def permit(hub: Hub, model: str, who: Identity | None, snap: Snapshot, rep: Reporter) -> None:
+    """Whether this token may read the gated repo; raises the precise refusal (exit 5)."""
     for note in hub.check_access(model, snap, who):
         rep.warn(note)
     rep.info(f"access: granted to {who.name if who else 'this token'} for {model}@{snap.commit[:10]}")
-    rep.set(access_checked=True)
+
+
+def authorize(
+    hub: Hub, found: tokens.Found, model: str, revision: str, rep: Reporter
+) -> tuple[Identity | None, Snapshot]:
+    """The one authorization step, for callers that need no facts on the way (the Jobs launcher)."""
+    who, snap = identify(hub, found, model, revision, rep)
+    permit(hub, model, who, snap, rep)
     return who, snap
 
 
@@ -227,7 +253,6 @@ def _report_identity(who: Identity | None, rep: Reporter, hub: Hub) -> None:
     if who is None:
         rep.warn(f"{hub.endpoint} has no whoami: the token could not be checked before the access check")
         return
-    rep.set(user=who.name, token_role=who.role)
     rep.info(f"user: {who.name} (token role: {who.role})")
     if who.role in ("write", "admin"):
         rep.warn(

@@ -1,13 +1,19 @@
-"""Human lines on stderr, the JSON document on stdout. The only module that writes to the terminal."""
+"""Human lines on stderr as the run goes, and its `Outcome` once at the end: as the closing error lines
+and, with --json, as the one JSON document on stdout. Every line passes through `secret.redact`.
+
+Besides this module only two things write to the terminal: the hidden token prompt (prompt.py, which
+must talk to the TTY itself) and the progress bars (progress.py, driven by the transfer).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from .failures import Failure
+from .outcome import Outcome
 from .secret import redact
 
 
@@ -17,8 +23,6 @@ class Reporter:
         self.json_mode = json_mode
         self.err = err or sys.stderr
         self.colour = self.err.isatty() and not os.environ.get("NO_COLOR")
-        self.doc: dict[str, Any] = {"status": "error", "exit_code": 1}
-        self.ok_status = "ready"  # what `status` says on exit 0 (--check: "would_download", …)
         self.warnings: list[str] = []
 
     def _say(self, text: str) -> None:
@@ -40,24 +44,25 @@ class Reporter:
             self._say(f"{self._paint('33', 'warning:')} {redact(line)}")
 
     def failure(self, f: Failure) -> None:
-        self._say(f"{self._paint('31', 'error:')} {redact(f.message)}")
-        if f.fix:
-            fix = redact(f.fix).replace("\n", "\n     ")  # continuation lines line up under the first
+        self._error(f.message, f.fix)
+
+    def _error(self, message: str, fix: str) -> None:
+        self._say(f"{self._paint('31', 'error:')} {redact(message)}")
+        if fix:
+            fix = redact(fix).replace("\n", "\n     ")  # continuation lines line up under the first
             self._say(f"{self._paint('36', 'fix:')} {fix}")
-        self.doc["error"] = f.as_dict()
 
-    def set(self, **fields: Any) -> None:
-        self.doc.update(fields)
-
-    def finish(self, exit_code: int) -> int:
-        self.doc["exit_code"] = exit_code
-        self.doc["status"] = self.ok_status if exit_code == 0 else "error"
-        self.doc["warnings"] = self.warnings
+    def finish(self, outcome: Outcome) -> int:
+        """Say how the run ended (the error, if any; the JSON document with --json); its exit code."""
+        if outcome.error and not outcome.shown:
+            self._error(str(outcome.error.get("message", "")), str(outcome.error.get("fix", "")))
+        if not outcome.shown:
+            outcome.warnings = self.warnings
         if self.json_mode:
             try:
-                sys.stdout.write(redact(json.dumps(self.doc, indent=2, sort_keys=False)) + "\n")
+                sys.stdout.write(redact(json.dumps(outcome.to_json(), indent=2, sort_keys=False)) + "\n")
                 sys.stdout.flush()
             except OSError as exc:  # e.g. `| head` closed the pipe: say so where we still can
                 self._say(f"warning: the JSON document could not be written to standard output ({exc.strerror})")
                 sys.stdout = open(os.devnull, "w")  # Python flushes stdout once more at exit
-        return exit_code
+        return outcome.exit_code
