@@ -13,7 +13,7 @@ from huggingface_hub.utils import are_progress_bars_disabled
 
 from . import failures, manifest, prompt, reuse, secret, tokens
 from .bounded import end_of_phase, install_timeouts
-from .hub import Hub, Identity, RepoFile, Snapshot
+from .hub_client import HubClient, Identity, RepoFile, Snapshot
 from .options import PROJECT_DIR, Options
 from .outcome import Outcome
 from .progress import make_progress
@@ -81,7 +81,7 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
     out = Outcome.begin(opts, endpoint)
     try:
         install_timeouts()
-        snap = Hub(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
+        snap = HubClient(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
         previous = manifest.load(opts.local_dir)
         todo, _ = _plan(opts.local_dir, previous, snap)
         _check_disk(opts.local_dir, todo, write=False)
@@ -119,12 +119,12 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
         found = find_token(opts, rep)
         out.token_source = found.kind
         install_timeouts()
-        hub = Hub(endpoint, found.token, found.source, say=rep.info)
+        client = HubClient(endpoint, found.token, found.source, say=rep.info)
         previous = manifest.load(opts.local_dir)
 
         # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
         if previous is not None and not opts.check and not manifest.missing(opts.local_dir, previous):
-            snap = hub.snapshot(opts.model, opts.revision)
+            snap = client.snapshot(opts.model, opts.revision)
             if previous.commit == snap.commit and previous.model == opts.model:
                 # The copy is trusted; the token was not asked who it is, so no user is reported.
                 out.commit, out.files = snap.commit, [_file_doc(e) for e in previous.files]
@@ -135,9 +135,9 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
                 if opts.also_cache:
                     out.hf_cache_snapshot = _also_cache(opts, rep, snap)
                 return out.done()
-        who, snap = identify(hub, found, opts.model, opts.revision, rep)
+        who, snap = identify(client, found, opts.model, opts.revision, rep)
         out.user, out.token_role, out.commit = (who.name, who.role, snap.commit) if who else (None, None, snap.commit)
-        permit(hub, opts.model, who, snap, rep)
+        permit(client, opts.model, who, snap, rep)
         out.access_checked = True
 
         _check_layout(snap)
@@ -153,7 +153,7 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
             )
             return out.done("ready" if not todo else "would_download")
         end_of_phase()
-        fetched, traffic = _transfer(opts, rep, hub, snap, todo)
+        fetched, traffic = _transfer(opts, rep, client, snap, todo)
         entries = sorted(kept + fetched, key=lambda e: e.path)
         user = out.user or ""
         m = manifest.Manifest(opts.model, opts.revision, snap.commit, secret.redact(endpoint), user, entries)
@@ -202,20 +202,20 @@ def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str:
 
 
 def identify(
-    hub: Hub, found: tokens.Found, model: str, revision: str, rep: Reporter
+    client: HubClient, found: tokens.Found, model: str, revision: str, rep: Reporter
 ) -> tuple[Identity | None, Snapshot]:
     """Who the token is and what the revision holds (exit 4 for a token the Hub refuses, 6, 7)."""
     # whoami and the revision's listing do not depend on each other: ask both at once (one round trip less).
     # whoami's verdict comes first: an invalid token is the cause to name even when the listing failed too.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatedfetch-snapshot") as pool:
-        listing = pool.submit(hub.snapshot, model, revision)
+        listing = pool.submit(client.snapshot, model, revision)
         try:
-            who = hub.whoami(switch_hint(found))
+            who = client.whoami(switch_hint(found))
         except BaseException:
             listing.cancel()
             raise
         snap = listing.result()
-    _report_identity(who, rep, hub)
+    _report_identity(who, rep, client)
     if found.kind == "prompt" and prompt.ask_yes("Save this token as your stored login (like `hf auth login`)?"):
         rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
     for note in snap.notes:
@@ -223,19 +223,19 @@ def identify(
     return who, snap
 
 
-def permit(hub: Hub, model: str, who: Identity | None, snap: Snapshot, rep: Reporter) -> None:
+def permit(client: HubClient, model: str, who: Identity | None, snap: Snapshot, rep: Reporter) -> None:
     """Whether this token may read the gated repo; raises the precise refusal (exit 5)."""
-    for note in hub.check_access(model, snap, who):
+    for note in client.check_access(model, snap, who):
         rep.warn(note)
     rep.info(f"access: granted to {who.name if who else 'this token'} for {model}@{snap.commit[:10]}")
 
 
 def authorize(
-    hub: Hub, found: tokens.Found, model: str, revision: str, rep: Reporter
+    client: HubClient, found: tokens.Found, model: str, revision: str, rep: Reporter
 ) -> tuple[Identity | None, Snapshot]:
     """The one authorization step, for callers that need no facts on the way (the Jobs launcher)."""
-    who, snap = identify(hub, found, model, revision, rep)
-    permit(hub, model, who, snap, rep)
+    who, snap = identify(client, found, model, revision, rep)
+    permit(client, model, who, snap, rep)
     return who, snap
 
 
@@ -249,9 +249,9 @@ def switch_hint(found: tokens.Found) -> str:
     return ""
 
 
-def _report_identity(who: Identity | None, rep: Reporter, hub: Hub) -> None:
+def _report_identity(who: Identity | None, rep: Reporter, client: HubClient) -> None:
     if who is None:
-        rep.warn(f"{hub.endpoint} has no whoami: the token could not be checked before the access check")
+        rep.warn(f"{client.endpoint} has no whoami: the token could not be checked before the access check")
         return
     rep.info(f"user: {who.name} (token role: {who.role})")
     if who.role in ("write", "admin"):
@@ -326,7 +326,7 @@ def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) ->
 
 
 def _transfer(
-    opts: Options, rep: Reporter, hub: Hub, snap: Snapshot, todo: list[RepoFile]
+    opts: Options, rep: Reporter, client: HubClient, snap: Snapshot, todo: list[RepoFile]
 ) -> tuple[list[manifest.FileEntry], dict[str, dict[str, int]]]:
     """Reuse verified local copies, fetch and verify the rest; return the manifest entries and, per file,
     the bytes fetched and resumed."""
@@ -348,7 +348,7 @@ def _transfer(
             RemoteFile(
                 path=f.path,
                 size=f.size,
-                url=hub.file_url(snap.repo, snap.commit, f.path),
+                url=client.file_url(snap.repo, snap.commit, f.path),
                 sha256=f.sha256,
                 blob_sha1=f.blob_sha1,
             )
@@ -363,13 +363,13 @@ def _transfer(
             remote,
             opts.local_dir,
             work,
-            hub.headers(),
+            client.headers(),
             progress=progress,
-            endpoint=hub.endpoint,
+            endpoint=client.endpoint,
             connections=opts.connections,
         )
     except HttpRefused as exc:
-        raise hub.classify_status(exc.status, exc.headers, snap.repo, snap.revision) from None
+        raise client.classify_status(exc.status, exc.headers, snap.repo, snap.revision) from None
     finally:
         progress.close()
     for r in results:

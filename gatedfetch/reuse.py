@@ -38,7 +38,7 @@ from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
 from . import failures
-from .hub import RepoFile, Snapshot
+from .hub_client import RepoFile, Snapshot
 from .transfer import partial as partial_mod
 from .transfer.fetch import safe_dest
 

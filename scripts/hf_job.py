@@ -281,7 +281,8 @@ def run(args: Args, rep: Reporter) -> int:
     from huggingface_hub import HfApi, JobHardware, constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    from gatedfetch import bounded, cli, flow, hub, options
+    from gatedfetch import bounded, cli, flow, options
+    from gatedfetch.hub_client import HubClient
 
     model, revision = check_setup_args(args.setup_args)
     url = clone_url(args.repo_url, rep)
@@ -306,7 +307,8 @@ def run(args: Args, rep: Reporter) -> int:
     )
     found = flow.find_token(opts, rep)
     bounded.install_timeouts()
-    who, _ = flow.authorize(hub.Hub(endpoint, found.token, found.source, say=rep.info), found, model, revision, rep)
+    client = HubClient(endpoint, found.token, found.source, say=rep.info)
+    who, _ = flow.authorize(client, found, model, revision, rep)
 
     spec = JobSpec(
         image=args.image,

@@ -56,7 +56,9 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
 
 
-class Hub:
+class HubClient:
+    """This side of the wire: huggingface_hub's client, asking one Hub (or mirror) with one token."""
+
     def __init__(
         self,
         endpoint: str,
