@@ -69,11 +69,12 @@ def test_check_writes_nothing(env: Env, tokens: dict[str, str], tmp_path: Path) 
 
 
 def test_check_names_a_folder_it_could_not_write(env: Env, tokens: dict[str, str], tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
+    blocker = tmp_path / "my files"
     blocker.write_text("x")
     r = env.run("--check", "--local-dir", str(blocker / "sub"), env={"HF_TOKEN": tokens["accepted_read"]})
     assert r.code == 9, r.text
     assert "is not a folder" in r.err
+    assert f"`ls -ld '{blocker / 'sub'}'`" in r.err  # a path in a fix command is quoted and absolute
 
 
 def _add_file(env: Env, path: str, like: str = "config.json") -> None:

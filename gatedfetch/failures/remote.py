@@ -3,6 +3,9 @@ and the local disk (9)."""
 
 from __future__ import annotations
 
+import os
+import shlex
+
 from .kinds import (
     GATED_PERMISSION,
     GATED_TOKEN_PAGE,
@@ -193,7 +196,8 @@ def state_clash(path: str, state: str) -> IntegrityFailure:
 def no_space(folder: str, needed: int, free: int) -> DiskFailure:
     return DiskFailure(
         f"not enough space in {folder}: {needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free",
-        "free some space, or choose a bigger disk with --local-dir DIR",
+        f"free some space (`df -h {shlex.quote(os.path.abspath(folder))}`), or choose a bigger disk with "
+        "--local-dir DIR",
         needed=needed,
         free=free,
     )
@@ -202,5 +206,6 @@ def no_space(folder: str, needed: int, free: int) -> DiskFailure:
 def not_writable(folder: str, cause: str) -> DiskFailure:
     return DiskFailure(
         f"cannot write to {folder}: {cause}",
-        "fix the folder's permissions (`ls -ld` it), or choose another with --local-dir DIR",
+        f"see who owns it: `ls -ld {shlex.quote(os.path.abspath(folder))}`; fix its permissions, or choose "
+        "another folder with --local-dir DIR",
     )
