@@ -3,7 +3,7 @@
 
     python scripts/bench.py [--size-mb 500] [--rounds 3] [--links loopback,capped] [--out bench-out]
 
-Starts the local test Hub (tests/hub.py) with a big model.pth, once per link model:
+Starts the local hub (`python -m gatedfetch.localhub`) with a big model.pth, once per link model:
   loopback  no cap: what a loopback benchmark shows (it flatters a single stream);
   capped    each connection throttled to 50 MB/s and each answer delayed 20 ms, as the Hub's CDN
             behaves (users report 40-90 MB/s per stream from it; many streams reach several times that).
@@ -81,13 +81,13 @@ def ensure_aria2c() -> str | None:
 def start_hub(
     size: int, data_dir: Path, mbps: float, delay_ms: int
 ) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
-    argv = [sys.executable, str(ROOT / "tests" / "hub.py"), "--big-size", str(size), "--data-dir", str(data_dir),
+    argv = [sys.executable, "-m", "gatedfetch.localhub", "--big-size", str(size), "--data-dir", str(data_dir),
             "--throttle-mbps", str(mbps), "--delay-ms", str(delay_ms)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:
-        raise SystemExit("the test hub did not start")
+        raise SystemExit("the local hub did not start")
     return proc, json.loads(line)
 
 

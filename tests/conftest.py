@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.hub import TOKENS, TestHub, default_world
+from gatedfetch.localhub import TOKENS, default_world
+from tests.jobs_hub import TestHub
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fishaudio/openaudio-s1-mini"
-PROJECT_FILES = ("setup.sh", "auth_helper.py", "requirements.txt", ".env.example", "gatedfetch", "tests/hub.py")
+PROJECT_FILES = ("setup.sh", "auth_helper.py", "requirements.txt", ".env.example", "gatedfetch")
 
 
 @dataclass
