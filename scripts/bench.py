@@ -10,7 +10,7 @@ Starts the local hub (`python -m gatedfetch.localhub`) with a big model.pth, onc
 Each round alternates:
   setup.sh  the full flow (token, whoami, access check, verified download of every file) into a fresh folder
   hf        `hf download fishaudio/openaudio-s1-mini --local-dir …` (huggingface_hub's CLI, plain HTTP: the
-            test Hub has no Xet server)
+            local hub has no Xet server)
   curl      one raw GET of model.pth from the CDN to disk (unverified: the single-stream floor)
   aria2c    `aria2c -x8 -s8 -k1M` on model.pth from the CDN (unverified; Debian package aria2, installed
             here when missing and apt-get can run)
@@ -237,7 +237,7 @@ def main() -> int:
         lines = [
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{platform.system()} {platform.release()}",
-            f"file: model.pth {args.size_mb} MiB (+ small files), local test Hub on 127.0.0.1, {args.rounds} rounds",
+            f"file: model.pth {args.size_mb} MiB (+ small files), local hub on 127.0.0.1, {args.rounds} rounds",
             "" if "aria2c" in found else "aria2c: not found and not installable here; left out",
             "",
         ]

@@ -25,7 +25,10 @@ from .world import DEMO_SCENARIOS, MODEL, TOKENS, default_world
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Run the local hub: a stand-in for huggingface.co on 127.0.0.1.")
+    ap = argparse.ArgumentParser(
+        prog="python -m gatedfetch.localhub",
+        description="Run the local hub: a stand-in for huggingface.co on 127.0.0.1.",
+    )
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--cdn-port", type=int, default=0)
     ap.add_argument("--big-size", type=int, default=3 * 1024 * 1024, help="size of model.pth in bytes")

@@ -51,7 +51,7 @@ class Handler(BaseHTTPRequestHandler):
     hub: LocalHub
     server_name: str
     protocol_version = "HTTP/1.1"
-    server_version = "TestHub/1.0"
+    server_version = "LocalHub/1.0"
     sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:

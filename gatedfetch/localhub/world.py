@@ -183,7 +183,7 @@ def _commit_sha(label: str) -> str:
 
 def default_world(data_dir: Path | str | None = None, big_size: int = 3 * 1024 * 1024) -> World:
     """The model (gated, manual), two commits (`main`, tag `v1.0`), and one ungated repo; files under data_dir."""
-    data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="testhub-"))
+    data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="localhub-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     attrs = b"*.pth filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
     readme = (
