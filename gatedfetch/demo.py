@@ -1,8 +1,9 @@
 """`bash setup.sh --demo [SCENARIO]`: the whole flow with no token and no network.
 
-Starts the project's own local test Hub (tests/hub.py, the one the tests use) with a small fake
-gated model, runs the real setup against it into a temporary folder with a fake token for the
-chosen scenario, shows what a user would see, and removes everything it made.
+Starts the project's local hub (`python -m gatedfetch.localhub`, the stand-in for huggingface.co
+that the tests use too) with a small fake gated model, runs the real setup against it into a
+temporary folder with a fake token for the chosen scenario, shows what a user would see, and removes
+everything it made.
 """
 
 from __future__ import annotations
@@ -15,23 +16,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .options import DEMO_SCENARIOS, PROJECT_DIR, Options
+from .options import PROJECT_DIR, Options
 from .outcome import Outcome
 from .report import Reporter
 
 
 def run(opts: Options, rep: Reporter) -> Outcome:
     scenario = opts.demo or "granted"
-    hub_script = PROJECT_DIR / "tests" / "hub.py"
-    if not hub_script.is_file():
-        rep.warn(f"the demo needs {hub_script}, which ships with the project: restore it (git checkout tests/hub.py)")
-        return Outcome(exit_code=1)
     work = Path(tempfile.mkdtemp(prefix="openaudio-demo-"))
+    # The project folder on the path even where the working directory is not (python -P, PYTHONSAFEPATH).
+    path = os.pathsep.join(p for p in (str(PROJECT_DIR), os.environ.get("PYTHONPATH", "")) if p)
     hub = subprocess.Popen(
-        [sys.executable, str(hub_script), "--data-dir", str(work / "hub"), "--big-size", str(8 * 1024 * 1024)],
+        [sys.executable, "-m", "gatedfetch.localhub", "--data-dir", str(work / "hub"),
+         "--big-size", str(8 * 1024 * 1024)],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         cwd=PROJECT_DIR,
+        env=dict(os.environ, PYTHONPATH=path),
     )
     try:
         assert hub.stdout is not None
@@ -40,7 +41,7 @@ def run(opts: Options, rep: Reporter) -> Outcome:
             rep.warn("the local demo hub did not start")
             return Outcome(exit_code=1)
         info = json.loads(line)
-        token = info["tokens"][DEMO_SCENARIOS[scenario]]
+        token = info["tokens"][info["scenarios"][scenario]]
         rep.info(f"demo: scenario '{scenario}': a local hub at {info['url']} plays huggingface.co with a small fake")
         rep.info(f"demo: gated {info['model']}; a fake token is piped in as --token-stdin would; files go to {work}")
         rep.info("demo: ---- what `bash setup.sh` prints ----")

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         const="granted",
         choices=list(DEMO_SCENARIOS),
         metavar="SCENARIO",
-        help="try the whole flow with no token and no network, against the project's own local test hub, "
+        help="try the whole flow with no token and no network, against the project's own local hub, "
         f"into a temporary folder; SCENARIO: {', '.join(DEMO_SCENARIOS)} (default: granted)",
     )
     # Set by setup.sh when it pipes the token it found in the environment: the variable it came from.
@@ -128,15 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# --demo scenario → the test hub's token that plays it
-DEMO_SCENARIOS = {
-    "granted": "accepted_read",
-    "pending": "pending",
-    "not-accepted": "not_accepted",
-    "rejected": "rejected",
-    "invalid-token": "invalid",
-    "fine-grained": "fine_grained_no_gated",
-}
+# --demo scenarios, each played by one of the local hub's tokens (gatedfetch/localhub/world.py maps them)
+DEMO_SCENARIOS = ("granted", "pending", "not-accepted", "rejected", "invalid-token", "fine-grained")
 
 
 @dataclass

@@ -3,14 +3,14 @@
 
     python scripts/bench.py [--size-mb 500] [--rounds 3] [--links loopback,capped] [--out bench-out]
 
-Starts the local test Hub (tests/hub.py) with a big model.pth, once per link model:
+Starts the local hub (`python -m gatedfetch.localhub`) with a big model.pth, once per link model:
   loopback  no cap: what a loopback benchmark shows (it flatters a single stream);
   capped    each connection throttled to 50 MB/s and each answer delayed 20 ms, as the Hub's CDN
             behaves (users report 40-90 MB/s per stream from it; many streams reach several times that).
 Each round alternates:
   setup.sh  the full flow (token, whoami, access check, verified download of every file) into a fresh folder
   hf        `hf download fishaudio/openaudio-s1-mini --local-dir …` (huggingface_hub's CLI, plain HTTP: the
-            test Hub has no Xet server)
+            local hub has no Xet server)
   curl      one raw GET of model.pth from the CDN to disk (unverified: the single-stream floor)
   aria2c    `aria2c -x8 -s8 -k1M` on model.pth from the CDN (unverified; Debian package aria2, installed
             here when missing and apt-get can run)
@@ -81,13 +81,13 @@ def ensure_aria2c() -> str | None:
 def start_hub(
     size: int, data_dir: Path, mbps: float, delay_ms: int
 ) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
-    argv = [sys.executable, str(ROOT / "tests" / "hub.py"), "--big-size", str(size), "--data-dir", str(data_dir),
+    argv = [sys.executable, "-m", "gatedfetch.localhub", "--big-size", str(size), "--data-dir", str(data_dir),
             "--throttle-mbps", str(mbps), "--delay-ms", str(delay_ms)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:
-        raise SystemExit("the test hub did not start")
+        raise SystemExit("the local hub did not start")
     return proc, json.loads(line)
 
 
@@ -237,7 +237,7 @@ def main() -> int:
         lines = [
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{platform.system()} {platform.release()}",
-            f"file: model.pth {args.size_mb} MiB (+ small files), local test Hub on 127.0.0.1, {args.rounds} rounds",
+            f"file: model.pth {args.size_mb} MiB (+ small files), local hub on 127.0.0.1, {args.rounds} rounds",
             "" if "aria2c" in found else "aria2c: not found and not installable here; left out",
             "",
         ]

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.hub import TOKENS, TestHub, default_world
+from gatedfetch.localhub import TOKENS, default_world
+from tests.jobs_hub import TestHub
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fishaudio/openaudio-s1-mini"
@@ -27,7 +28,6 @@ PROJECT_FILES = (
     "requirements.lock",
     ".env.example",
     "gatedfetch",
-    "tests/hub.py",
 )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
-from tests.conftest import MODEL, Env, hub_content
+from gatedfetch import localhub, options
+from tests.conftest import MODEL, Env, copy_project, hub_content
 
 
 def test_prepare_without_token_checks_and_prints_next_steps(env: Env) -> None:
@@ -46,6 +48,28 @@ def test_demo_runs_the_whole_flow_and_cleans_up(env: Env, tmp_path: Path) -> Non
     assert "ready:" in r.err and "verified" in r.err
     assert list(tmp.iterdir()) == []
     assert not (env.project / "checkpoints").exists()
+
+
+def test_demo_works_from_a_copy_of_the_product_without_tests(env: Env, tmp_path: Path) -> None:
+    product = copy_project(tmp_path / "product")
+    assert not (product / "tests").exists() and (product / "gatedfetch" / "localhub" / "__main__.py").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    environ = env.base_environ()
+    environ.pop("HF_ENDPOINT")
+    proc = subprocess.run(
+        ["bash", str(product / "setup.sh"), "--demo"],
+        cwd=elsewhere, env=environ, stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+    )
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, err
+    assert "ready:" in err
+    assert not (product / "checkpoints").exists()
+
+
+def test_every_demo_scenario_has_a_token_of_the_local_hub() -> None:
+    assert tuple(localhub.DEMO_SCENARIOS) == options.DEMO_SCENARIOS
+    assert all(name in localhub.TOKENS for name in localhub.DEMO_SCENARIOS.values())
 
 
 def test_demo_scenario_shows_its_message(env: Env) -> None:

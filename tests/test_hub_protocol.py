@@ -1,5 +1,5 @@
 """The local test Hub against the REAL huggingface_hub client: if these pass, the client behaves against
-tests/hub.py as it does against huggingface.co (same calls, same exceptions, same bytes).
+the local hub (gatedfetch.localhub) as it does against huggingface.co (same calls, same exceptions, same bytes).
 
 Endpoints and tokens are passed explicitly (huggingface_hub reads its env at import time); the
 fixture below still sets HF_HUB_DISABLE_XET, HF_HUB_DISABLE_TELEMETRY and HF_HOME, in the
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import re
 import signal
 import socket
@@ -24,7 +25,8 @@ from urllib.parse import urlsplit
 import httpx2
 import pytest
 
-from tests.hub import MODEL, TINY, TOKENS, FileSpec, TestHub, default_world, gated_message
+from gatedfetch.localhub import MODEL, TINY, TOKENS, FileSpec, default_world, gated_message
+from tests.jobs_hub import TestHub
 
 hf = pytest.importorskip("huggingface_hub")
 from huggingface_hub import HfApi, RepoFile, constants, hf_hub_download, snapshot_download  # noqa: E402
@@ -677,8 +679,8 @@ def test_default_hub_without_a_world(tmp_path: Path) -> None:
 
 def test_cli_prints_one_json_line_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "tests" / "hub.py"), "--big-size", "100000", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+        [sys.executable, "-m", "gatedfetch.localhub", "--big-size", "100000", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
     )
     try:
         assert proc.stdout is not None

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from gatedfetch.localhub import TOKENS, default_world
 from gatedfetch.transfer import partial_path
 from tests.conftest import MODEL, Env, copy_project, hub_content
-from tests.hub import TOKENS, TestHub, default_world
+from tests.jobs_hub import TestHub
 
 TOKEN = TOKENS["accepted_read"]
 HF = Path(sys.executable).parent / "hf"  # the `hf` CLI of the interpreter running the tests

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from gatedfetch import failures
+from gatedfetch.localhub import TOKENS, default_world
 from gatedfetch.progress import make_progress
 from gatedfetch.transfer import FileResult, RemoteFile, fetch_all, segments
 from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer.job import Job
 from gatedfetch.transfer.partial import bytes_on_disk
 from tests.conftest import MODEL, Env
-from tests.hub import TOKENS, TestHub, default_world
+from tests.jobs_hub import TestHub
 
 BIG = 24 * 1024 * 1024 + 4321  # 6 pieces at the default minimum piece size, 24 at 1 MiB
 TOKEN = TOKENS["accepted_read"]

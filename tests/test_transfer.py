@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from gatedfetch import failures, transfer
+from gatedfetch.localhub import Fault, Faults, Req
+from gatedfetch.localhub import Settings as HubSettings
 from gatedfetch.progress import make_progress
 from gatedfetch.transfer import FileResult, HttpRefused, RemoteFile, fetch_all
 from gatedfetch.transfer import fetch as fetch_mod
@@ -44,30 +46,10 @@ DATA = {
 
 
 @dataclass
-class Fault:
-    match: str  # a substring of the request path ("model.pth", "/cdn/")
-    status: int = 0  # answer with this status instead of the file
-    times: int = 1  # how many requests it applies to
-    retry_after: str | None = None
-    error_code: str | None = None  # X-Error-Code
-    reset_after: int | None = None  # send this many body bytes, then a TCP reset ...
-    rst: bool = True  # ... or, when False, a clean close (the body is cut short, nothing lost)
-    flip_at: int | None = None  # flip the byte at this file offset
+class Settings(HubSettings):
+    """The local hub's settings, plus two ways of answering that only these tests need."""
 
-
-@dataclass
-class Req:
-    server: str
-    path: str  # as sent (absolute-form through a proxy)
-    headers: dict[str, str]
-
-
-@dataclass
-class Settings:
     redirect: str = "cdn"  # "cdn" (cross-origin 302), "relative" (same-origin, relative Location), "none"
-    ignore_range: bool = False
-    no_content_length: bool = False
-    throttle_bps: int = 0
     range_start_shift: int = 0  # answer a Range with a Content-Range that starts elsewhere
 
 
@@ -76,7 +58,7 @@ class FakeHub:
     origin: ThreadingHTTPServer
     cdn: ThreadingHTTPServer
     requests: list[Req] = field(default_factory=list)
-    faults: list[Fault] = field(default_factory=list)
+    faults: Faults = field(default_factory=Faults)
     settings: Settings = field(default_factory=Settings)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -88,13 +70,8 @@ class FakeHub:
     def cdn_url(self) -> str:
         return f"http://127.0.0.1:{self.cdn.server_address[1]}"
 
-    def take_fault(self, path: str) -> Fault | None:
-        with self.lock:
-            for f in self.faults:
-                if f.match in path and f.times > 0:
-                    f.times -= 1
-                    return f
-        return None
+    def take_fault(self, server: str, path: str) -> Fault | None:
+        return self.faults.take(server, "GET", path)
 
     def gets(self, server: str, name: str = "model.pth") -> list[Req]:
         return [r for r in self.requests if r.server == server and urlsplit(r.path).path.endswith(name)]
@@ -112,13 +89,13 @@ class Handler(BaseHTTPRequestHandler):
         kind: str = self.server.kind
         path = urlsplit(self.path).path
         with hub.lock:
-            hub.requests.append(Req(kind, self.path, {k.lower(): v for k, v in self.headers.items()}))
+            hub.requests.append(Req(kind, "GET", self.path, {k.lower(): v for k, v in self.headers.items()}))
         name = path.rsplit("/", 1)[-1]
-        fault = hub.take_fault(path)
+        fault = hub.take_fault(kind, path)
         if fault is not None and fault.status:
             self.send_response(fault.status)
             if fault.retry_after is not None:
-                self.send_header("Retry-After", fault.retry_after)
+                self.send_header("Retry-After", str(fault.retry_after))
             if fault.error_code is not None:
                 self.send_header("X-Error-Code", fault.error_code)
             self.send_header("Content-Length", "0")
@@ -172,11 +149,12 @@ class Handler(BaseHTTPRequestHandler):
             chunk = bytearray(data[pos : pos + 65536])
             if fault is not None and fault.flip_at is not None and pos <= fault.flip_at < pos + len(chunk):
                 chunk[fault.flip_at - pos] ^= 0xFF
-            if fault is not None and fault.reset_after is not None and pos + len(chunk) > start + fault.reset_after:
-                self.wfile.write(chunk[: start + fault.reset_after - pos])
-                if fault.rst:  # the client sees a reset (and may lose what was in flight)
+            cut = None if fault is None else fault.reset_after if fault.reset_after is not None else fault.close_after
+            if cut is not None and pos + len(chunk) > start + cut:
+                self.wfile.write(chunk[: start + cut - pos])
+                if fault is not None and fault.reset_after is not None:  # a reset (what was in flight may be lost)
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                else:
+                else:  # close_after: a clean close (the body is cut short, nothing lost)
                     self.connection.shutdown(socket.SHUT_RDWR)
                 self.connection.close()
                 self.close_connection = True
@@ -291,7 +269,7 @@ def test_file_without_any_hash_is_fetched_but_not_verified(hub: FakeHub, tmp_pat
 
 
 def test_flipped_byte_is_rejected_and_nothing_is_kept(hub: FakeHub, tmp_path: Path) -> None:
-    hub.faults.append(Fault("/cdn/model.pth", flip_at=BIG // 2))
+    hub.faults.add(Fault("/cdn/model.pth", flip_at=BIG // 2))
     with pytest.raises(failures.IntegrityFailure, match="sha256 mismatch") as info:
         fetch(hub, tmp_path)
     assert info.value.details["expected"] == hashlib.sha256(DATA["model.pth"]).hexdigest()
@@ -372,7 +350,7 @@ def test_content_range_elsewhere_than_asked_starts_over(hub: FakeHub, tmp_path: 
 
 
 def test_416_starts_over_once(hub: FakeHub, tmp_path: Path) -> None:
-    hub.faults.append(Fault("/cdn/model.pth", status=416))
+    hub.faults.add(Fault("/cdn/model.pth", status=416))
     rf = remote(hub)
     seed_partial(tmp_path, rf, DATA["model.pth"][:1000])
     r = fetch(hub, tmp_path, rf)
@@ -404,33 +382,33 @@ def test_body_without_content_length_is_read_to_the_end(hub: FakeHub, tmp_path: 
 
 
 def test_503_twice_then_success(hub: FakeHub, tmp_path: Path, fast: list[float]) -> None:
-    hub.faults.append(Fault("model.pth", status=503, times=2))
+    hub.faults.add(Fault("model.pth", status=503, times=2))
     r = fetch(hub, tmp_path)
     assert r.verified and len(hub.gets("origin")) == 3
     assert fast == [fetch_mod.BACKOFF_BASE, fetch_mod.BACKOFF_BASE * 2]
 
 
 def test_429_retry_after_is_honoured(hub: FakeHub, tmp_path: Path, fast: list[float]) -> None:
-    hub.faults.append(Fault("model.pth", status=429, retry_after="3"))
+    hub.faults.add(Fault("model.pth", status=429, retry_after=3))
     r = fetch(hub, tmp_path)
     assert r.verified and fast == [3.0]
 
 
 def test_body_cut_short_is_resumed_within_the_run(hub: FakeHub, tmp_path: Path) -> None:
-    hub.faults.append(Fault("/cdn/model.pth", reset_after=1024 * 1024, rst=False))
+    hub.faults.add(Fault("/cdn/model.pth", close_after=1024 * 1024))
     r = fetch(hub, tmp_path)
     assert r.verified and r.fetched_bytes == BIG and r.resumed_from == 0
     assert [q.headers.get("range") for q in hub.gets("cdn")] == [None, "bytes=1048576-"]
 
 
 def test_connection_reset_mid_body_is_retried(hub: FakeHub, tmp_path: Path) -> None:
-    hub.faults.append(Fault("/cdn/model.pth", reset_after=1024 * 1024))
+    hub.faults.add(Fault("/cdn/model.pth", reset_after=1024 * 1024))
     r = fetch(hub, tmp_path)
     assert r.verified and r.fetched_bytes == BIG and len(hub.gets("cdn")) == 2
 
 
 def test_retries_exhausted_is_hub_unreachable(hub: FakeHub, tmp_path: Path) -> None:
-    hub.faults.append(Fault("model.pth", status=503, times=99))
+    hub.faults.add(Fault("model.pth", status=503, times=99))
     with pytest.raises(failures.HubUnreachable) as info:
         fetch(hub, tmp_path, retries=4)
     port = hub.origin.server_address[1]
@@ -450,7 +428,7 @@ def test_unreachable_host_is_hub_unreachable(hub: FakeHub, tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("status", "code"), [(404, "EntryNotFound"), (403, "GatedRepo"), (401, "RepoNotFound")])
 def test_client_errors_are_refused_without_retry(hub: FakeHub, tmp_path: Path, status: int, code: str) -> None:
-    hub.faults.append(Fault("model.pth", status=status, error_code=code))
+    hub.faults.add(Fault("model.pth", status=status, error_code=code))
     with pytest.raises(HttpRefused) as info:
         fetch(hub, tmp_path)
     assert info.value.status == status and info.value.headers["X-Error-Code"] == code
@@ -631,7 +609,7 @@ def test_bad_header_value_never_shows_in_the_error(hub: FakeHub, tmp_path: Path)
 
 def test_resets_without_range_support_still_give_up(hub: FakeHub, tmp_path: Path) -> None:
     hub.settings.ignore_range = True  # every retry starts over at 0 and is cut at the same place
-    hub.faults.append(Fault("/cdn/model.pth", reset_after=2 * 1024 * 1024, rst=False, times=99))
+    hub.faults.add(Fault("/cdn/model.pth", close_after=2 * 1024 * 1024, times=99))
     with pytest.raises(failures.HubUnreachable, match="after 3 attempts"):
         fetch(hub, tmp_path, retries=3)
     assert len(hub.gets("cdn")) == 3
