@@ -309,6 +309,7 @@ def run(args: Args, rep: Reporter) -> int:
     bounded.install_timeouts()
     client = HubClient(endpoint, found.token, found.source, say=rep.info)
     who, _ = flow.authorize(client, found, model, revision, rep)
+    bounded.end_of_phase()  # the checks are done; the Jobs calls below keep only their per-request bounds
 
     spec = JobSpec(
         image=args.image,
