@@ -9,16 +9,12 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from huggingface_hub.utils import are_progress_bars_disabled
-
-from . import failures, manifest, prompt, reuse, secret, tokens
+from . import failures, manifest, prompt, secret, tokens
 from .bounded import end_of_phase, install_timeouts
 from .hub_client import HubClient, Identity, RepoFile, Snapshot
 from .options import PROJECT_DIR, Options
 from .outcome import Outcome
-from .progress import make_progress
 from .report import Reporter
-from .transfer import HttpRefused, RemoteFile, fetch_all, partial_bytes, safe_dest
 
 
 def offline(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
@@ -174,6 +170,7 @@ def online(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
 
 def _reuse_summary(entries: list[manifest.FileEntry], traffic: dict[str, dict[str, int]]) -> str:
     """"; 3.6 GB reused from the Hugging Face cache, 0 B downloaded" when this run reused anything."""
+    from . import reuse
     reused = {source: 0 for source in reuse.WHERE}
     for e in entries:
         if e.path in traffic and e.source in reused:
@@ -194,6 +191,7 @@ def _bytes(n: int) -> str:
 
 def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str:
     """File the model into huggingface_hub's cache too; the snapshot folder written."""
+    from . import reuse
     folder, written, notes = reuse.also_cache(snap, opts.local_dir, opts.link)
     for note in notes:
         rep.warn(note)
@@ -282,6 +280,7 @@ def _plan(
 
 def _check_layout(snap: Snapshot) -> None:
     """Before any byte: every listed path can land in the folder beside the others (exit 8 names the pair)."""
+    from .transfer import safe_dest
     files = {f.path for f in snap.files}
     for path in sorted(files):
         safe_dest(Path("."), path)  # no absolute path, no '..'
@@ -298,6 +297,8 @@ def _check_layout(snap: Snapshot) -> None:
 def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) -> None:
     """Room and write access for what is to be fetched. With write=False (--check, --prepare) nothing is
     created: the nearest folder that exists must let us create the rest."""
+    from .transfer import partial_bytes
+
     work = manifest.work_dir(local_dir)
     needed = 0
     for f in todo:
@@ -330,6 +331,13 @@ def _transfer(
 ) -> tuple[list[manifest.FileEntry], dict[str, dict[str, int]]]:
     """Reuse verified local copies, fetch and verify the rest; return the manifest entries and, per file,
     the bytes fetched and resumed."""
+    # Imported here, as the other transfer pieces: the up-to-date path (a re-run) never needs them.
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    from . import reuse
+    from .progress import make_progress
+    from .transfer import HttpRefused, RemoteFile, fetch_all
+
     work = manifest.work_dir(opts.local_dir)
     found, notes = reuse.bring_all(todo, snap, opts.local_dir, work, opts.reuse_from, opts.link)
     for note in notes:

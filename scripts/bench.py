@@ -194,7 +194,9 @@ def kill_and_resume(target: Path, env: dict[str, str], size: int) -> tuple[int, 
 
     def have() -> int:
         parts = list((work / "partial").glob("*.part")) if (work / "partial").is_dir() else []
-        return max((bytes_on_disk(work, p.stem, size) for p in parts if p.stat().st_size > 1 << 20), default=0)
+        # a partial is named <sha256>.<host>.part: the key is the part before the first dot
+        return max((bytes_on_disk(work, p.name.split(".")[0], size) for p in parts if p.stat().st_size > 1 << 20),
+                   default=0)
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
