@@ -25,6 +25,11 @@ from typing import Any
 from .failures import Failure
 
 
+# The fields every document has once the flags were read, in this order (after status and exit_code).
+FIELDS = ("endpoint", "model", "revision", "local_dir", "token_source", "user", "token_role", "access_checked",
+          "commit", "files")
+
+
 @dataclass
 class Outcome:
     endpoint: str | None = None
@@ -61,18 +66,7 @@ class Outcome:
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"status": self.status, "exit_code": self.exit_code}
         if self.endpoint is not None:  # known once the flags were read
-            doc.update(
-                endpoint=self.endpoint,
-                model=self.model,
-                revision=self.revision,
-                local_dir=self.local_dir,
-                token_source=self.token_source,
-                user=self.user,
-                token_role=self.token_role,
-                access_checked=self.access_checked,
-                commit=self.commit,
-                files=self.files,
-            )
+            doc.update({name: getattr(self, name) for name in FIELDS})
         for name in ("local_complete", "hf_cache_snapshot", "error"):
             if getattr(self, name) is not None:
                 doc[name] = getattr(self, name)
