@@ -24,7 +24,6 @@ from typing import Any
 
 from .failures import Failure
 
-
 # The fields every document has once the flags were read, in this order (after status and exit_code).
 FIELDS = ("endpoint", "model", "revision", "local_dir", "token_source", "user", "token_role", "access_checked",
           "commit", "files")
