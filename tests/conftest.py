@@ -105,6 +105,22 @@ class Env:
         )
         return keep
 
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, output: int = subprocess.DEVNULL
+    ) -> subprocess.Popen[bytes]:
+        """`bash setup.sh --local-dir OUT ARGS` started, not waited for, in its own session (so a test can kill
+        the whole group); `output`: where its stdout and stderr go (DEVNULL, or PIPE to read them)."""
+        environ = self.base_environ()
+        environ.update(env or {})
+        return subprocess.Popen(
+            ["bash", str(self.project / "setup.sh"), "--local-dir", str(self.out_dir), *args],
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+        )
+
     def run(
         self,
         *args: str,

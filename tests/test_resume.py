@@ -14,19 +14,6 @@ from gatedfetch.transfer import partial_bytes
 from tests.conftest import MODEL, Env, hub_content
 
 
-def start(env: Env, token: str, *args: str) -> subprocess.Popen[bytes]:
-    environ = env.base_environ()
-    environ["HF_TOKEN"] = token
-    return subprocess.Popen(
-        ["bash", str(env.project / "setup.sh"), "--local-dir", str(env.out_dir), *args],
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
 def partial_size(out: Path, sha256: str, size: int) -> int:
     """The bytes a re-run may keep: those the piece record vouches for (a kill can land between a write
     and its record, and then the file holds more than the record; the record is the truth)."""
@@ -36,7 +23,7 @@ def partial_size(out: Path, sha256: str, size: int) -> int:
 def test_killed_run_resumes_from_the_bytes_on_disk(env: Env, tokens: dict[str, str]) -> None:
     big = env.hub.repo(MODEL).files()["model.pth"]
     env.hub.settings.throttle_bps = 1_000_000
-    proc = start(env, tokens["accepted_read"])
+    proc = env.start(env={"HF_TOKEN": tokens["accepted_read"]}, output=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while partial_size(env.out_dir, big.sha256, big.size) < big.size // 3 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -105,8 +92,8 @@ def test_file_failing_after_retries_exits_7_with_last_cause(env: Env, tokens: di
 
 def test_two_runs_at_once_both_end_with_good_files(env: Env, tokens: dict[str, str]) -> None:
     env.hub.settings.throttle_bps = 4_000_000
-    a = start(env, tokens["accepted_read"])
-    b = start(env, tokens["accepted_read"])
+    a = env.start(env={"HF_TOKEN": tokens["accepted_read"]}, output=subprocess.PIPE)
+    b = env.start(env={"HF_TOKEN": tokens["accepted_read"]}, output=subprocess.PIPE)
     assert a.wait(120) == 0, a.stderr.read() if a.stderr else ""
     assert b.wait(120) == 0, b.stderr.read() if b.stderr else ""
     for path, data in hub_content(env.hub).items():

@@ -225,19 +225,6 @@ def big_env(tmp_path: Path, big_data: Path) -> Iterator[Env]:
         yield Env(project=copy_project(tmp_path / "project"), home=home, hub=hub, out_dir=tmp_path / "out")
 
 
-def start(env: Env, *args: str) -> subprocess.Popen[bytes]:
-    environ = env.base_environ()
-    environ["HF_TOKEN"] = TOKEN
-    return subprocess.Popen(
-        ["bash", str(env.project / "setup.sh"), "--local-dir", str(env.out_dir), *args],
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
 def test_a_copy_killed_halfway_leaves_nothing_in_place_and_the_rerun_completes(big_env: Env, tmp_path: Path) -> None:
     env = big_env
     source = tmp_path / "source"
@@ -247,7 +234,7 @@ def test_a_copy_killed_halfway_leaves_nothing_in_place_and_the_rerun_completes(b
     big = env.hub.repo(MODEL).files()["model.pth"]
     copy = partial_path(env.out_dir / ".gatedfetch", big.sha256).with_suffix(".copy")
     dest = env.out_dir / "model.pth"
-    proc = start(env, "--reuse-from", str(source))
+    proc = env.start("--reuse-from", str(source), env={"HF_TOKEN": TOKEN})
     try:
         deadline = time.monotonic() + 120  # a bound on the wait, not a measurement
         # the first byte of model.pth on disk, wherever it lands

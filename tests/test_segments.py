@@ -9,7 +9,6 @@ import io
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -268,12 +267,7 @@ def test_resume_keeps_every_recorded_piece(hub: TestHub, tmp_path: Path, small_p
 
 def test_setup_kill_with_pieces_in_flight_then_rerun_fetches_only_what_is_missing(env: Env) -> None:
     env.hub.settings.throttle_bps = 2_000_000  # 6 pieces at 2 MB/s each: ~2 s for the file
-    environ = dict(env.base_environ(), HF_TOKEN=TOKEN)
-    proc = subprocess.Popen(
-        ["bash", str(env.project / "setup.sh"), "--local-dir", str(env.out_dir)],
-        env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = env.start(env={"HF_TOKEN": TOKEN})
     sha = remote(env.hub).sha256 or ""
     work = env.out_dir / ".gatedfetch"
     deadline = time.monotonic() + 60

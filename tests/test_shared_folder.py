@@ -47,16 +47,7 @@ def test_a_second_machine_never_writes_the_first_ones_partial(env: Env, tokens: 
     big = env.hub.repo(MODEL).files()["model.pth"]
     work = env.out_dir / ".gatedfetch"
     env.hub.settings.throttle_bps = 1_000_000
-    environ = env.base_environ()
-    environ.update(machine(env, tmp_path, "node-a", tokens["accepted_read"]))
-    proc = subprocess.Popen(
-        ["bash", str(env.project / "setup.sh"), "--local-dir", str(env.out_dir), "--connections", "1"],
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = env.start("--connections", "1", env=machine(env, tmp_path, "node-a", tokens["accepted_read"]))
     part_a = work / "partial" / f"{big.sha256}.node-a.part"
     deadline = time.monotonic() + 60
     while (not part_a.exists() or part_a.stat().st_size < big.size // 3) and time.monotonic() < deadline:
@@ -76,19 +67,10 @@ def test_a_second_machine_never_writes_the_first_ones_partial(env: Env, tokens: 
 
 def test_two_machines_at_once_with_a_lock_that_does_not_lock(env: Env, tokens: dict[str, str], tmp_path: Path) -> None:
     env.hub.settings.throttle_bps = 4_000_000
-    procs = []
-    for name in ("node-a", "node-b"):
-        environ = env.base_environ()
-        environ.update(machine(env, tmp_path, name, tokens["accepted_read"]))
-        procs.append(
-            subprocess.Popen(
-                ["bash", str(env.project / "setup.sh"), "--local-dir", str(env.out_dir)],
-                env=environ,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        )
+    procs = [
+        env.start(env=machine(env, tmp_path, name, tokens["accepted_read"]), output=subprocess.PIPE)
+        for name in ("node-a", "node-b")
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err.decode()
