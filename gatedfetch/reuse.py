@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import uuid
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from . import failures
 from .hub_client import RepoFile, Snapshot
 from .transfer import partial as partial_mod
 from .transfer.fetch import safe_dest
+from .transfer.segments import Digest
 
 DOWNLOAD = "download"
 HF_CACHE = "hf-cache"
@@ -62,27 +62,6 @@ class Reused:
     source: str  # HF_CACHE | REUSE_FROM
     origin: Path  # the candidate the bytes came from
     linked: bool  # a hard link to `origin` (else a copy)
-
-
-class _Digest:
-    """The content's sha256, and the git blob sha1 when the Hub lists only that (a small file)."""
-
-    def __init__(self, f: RepoFile) -> None:
-        self.sha256 = hashlib.sha256()
-        self.sha1 = None if f.sha256 else hashlib.sha1(b"blob %d\0" % f.size, usedforsecurity=False)
-
-    def update(self, data: bytes | memoryview) -> None:
-        self.sha256.update(data)
-        if self.sha1 is not None:
-            self.sha1.update(data)
-
-    def mismatch(self, f: RepoFile) -> str | None:
-        """None when the content is the wanted one; else which hash differs."""
-        if f.sha256:
-            return None if self.sha256.hexdigest() == f.sha256.lower() else "sha256"
-        if self.sha1 is not None and f.blob_sha1:
-            return None if self.sha1.hexdigest() == f.blob_sha1.lower() else "git blob sha1"
-        return "hash (the Hub lists none)"
 
 
 def hub_cache() -> Path:
@@ -150,9 +129,9 @@ def _bring_locked(
     """The transfer's lock for this content is held meanwhile: a concurrent run neither fetches nor copies it
     twice (one that holds it now is fetching it: leave the file to the transfer, which waits and then trusts
     the marker written here)."""
-    lock = FileLock(str(work_dir / "locks" / f"{tag}.lock"), thread_local=False)
+    lock = FileLock(str(partial_mod.lock_path(work_dir, tag)), thread_local=False)
     try:
-        (work_dir / "locks").mkdir(parents=True, exist_ok=True)
+        partial_mod.lock_path(work_dir, tag).parent.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
     except LockTimeout:
         return None
@@ -207,7 +186,13 @@ def _bring(
         tmp.unlink(missing_ok=True)
         notes.append(f"{f.path}: could not read {cand} from {where} ({exc}); {instead}")
         return None
-    bad = digest.mismatch(f) if digest is not None else "content (it changed while it was read)"
+    if digest is None:
+        bad: str | None = "content (it changed while it was read)"
+    elif not digest.checked:
+        bad = "hash (the Hub lists none)"  # nothing to verify against: never used unverified
+    else:
+        mismatch = digest.mismatch()
+        bad = mismatch[0] if mismatch else None
     if bad is not None:
         tmp.unlink(missing_ok=True)
         ignored(f"its {bad} is not the one the Hub lists")
@@ -234,9 +219,9 @@ def _device(folder: Path) -> int:
         return -1
 
 
-def _link_verified(f: RepoFile, cand: Path, before: os.stat_result, tmp: Path) -> _Digest | None:
+def _link_verified(f: RepoFile, cand: Path, before: os.stat_result, tmp: Path) -> Digest | None:
     """Hash the candidate, then hard-link it at `tmp`; None when it changed meanwhile (size, time, inode)."""
-    digest = _Digest(f)
+    digest = Digest(f.size, f.sha256, f.blob_sha1)
     try:
         with open(cand, "rb", buffering=0) as src:
             while chunk := src.read(CHUNK):
@@ -251,10 +236,10 @@ def _link_verified(f: RepoFile, cand: Path, before: os.stat_result, tmp: Path) -
     return digest if same else None
 
 
-def _copy_verified(f: RepoFile, cand: Path, tmp: Path) -> _Digest:
+def _copy_verified(f: RepoFile, cand: Path, tmp: Path) -> Digest:
     """Copy `cand` to `tmp` and hash it on the way: a reflink (shared extents, no bytes copied) where the
     filesystem offers one, then the hash reads the clone; else one read-hash-write pass. fsync'ed."""
-    digest = _Digest(f)
+    digest = Digest(f.size, f.sha256, f.blob_sha1)
     try:
         src = os.open(cand, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -287,14 +272,14 @@ def _reflink(src: int, out: int) -> bool:
         return False
 
 
-def _hash_fd(fd: int, digest: _Digest) -> None:
+def _hash_fd(fd: int, digest: Digest) -> None:
     pos = 0
     while chunk := os.pread(fd, CHUNK, pos):
         digest.update(chunk)
         pos += len(chunk)
 
 
-def _copy_fd(src: int, out: int, digest: _Digest, folder: Path, size: int) -> None:
+def _copy_fd(src: int, out: int, digest: Digest, folder: Path, size: int) -> None:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     while True:

@@ -18,7 +18,7 @@ from .. import failures
 from ..progress import Progress
 from . import partial as partial_mod
 from .partial import Flusher, Partial, Piece
-from .segments import PrefixHasher, piece_size, plan
+from .segments import Digest, PrefixHasher, piece_size, plan
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Job:
         self.progress = progress
         self.marker = partial_mod.marker_path(work_dir, self.key, rf.path)
         # Not thread-local: the lock is taken by a stream and released by whichever thread closes the job.
-        self.lock = FileLock(str(work_dir / "locks" / f"{self.key}.lock"), thread_local=False)
+        self.lock = FileLock(str(partial_mod.lock_path(work_dir, self.key)), thread_local=False)
         self.state = "wait"  # wait (for the lock) → probe | single | ranged → done
         self.partial = Partial(partial_mod.partial_path(work_dir, self.key), rf.size)
         self.pieces: list[Piece] = []
@@ -111,7 +111,8 @@ class Job:
         self.state = "probe" if self.cut and not single and open_pieces > 1 else "single"
         if self.hasher is not None:
             self.hasher.stop()
-        self.hasher = PrefixHasher(self.partial.fd, self.rf.size, self.rf.sha256 is None and bool(self.rf.blob_sha1))
+        digest = Digest(self.rf.size, self.rf.sha256, self.rf.blob_sha1)
+        self.hasher = PrefixHasher(self.partial.fd, self.rf.size, digest)
         if self.flusher is None and self.rf.size > partial_mod.FLUSH_EVERY:
             self.flusher = Flusher(self.partial.fd, self._hashed)
         self._advance_prefix()
@@ -226,15 +227,8 @@ class Job:
             raise Cancelled()
         if hasher.error is not None:
             raise partial_mod.disk_failure(hasher.error, self.partial.path.parent, self.rf.size)
-        got = hasher.sha256.hexdigest()
-        mismatch: tuple[str, str, str] | None = None
-        if self.rf.sha256 is not None:
-            if got != self.rf.sha256.lower():
-                mismatch = ("sha256", self.rf.sha256.lower(), got)
-        elif hasher.sha1 is not None and self.rf.blob_sha1 is not None:
-            got1 = hasher.sha1.hexdigest()
-            if got1 != self.rf.blob_sha1.lower():
-                mismatch = ("git blob sha1", self.rf.blob_sha1.lower(), got1)
+        got = hasher.digest.sha256.hexdigest()
+        mismatch = hasher.digest.mismatch()
         if mismatch is not None:
             if self.resumed_from and not self.fresh_retry_done:
                 # The bad bytes may be an earlier run's (a crash or power cut can leave garbage where
@@ -243,7 +237,7 @@ class Job:
                 self.restart(single=False)
                 return False
             raise self.integrity(failures.hash_mismatch(self.rf.path, *mismatch))
-        verified = self.rf.sha256 is not None or hasher.sha1 is not None
+        verified = hasher.digest.checked
         if self.flusher is not None:
             self.flusher.stop()
             self.flusher = None

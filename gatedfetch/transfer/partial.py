@@ -120,6 +120,11 @@ def partial_path(work_dir: Path, key: str) -> Path:
     return work_dir / "partial" / f"{key.lower()}.{host_tag()}.part"
 
 
+def lock_path(work_dir: Path, key: str) -> Path:
+    """The lock a run holds while it fetches, or copies in, the content named `key` (one per content)."""
+    return work_dir / "locks" / f"{key.lower()}.lock"
+
+
 def adopt_legacy(work_dir: Path, key: str) -> None:
     """A partial named without a host (written before partials carried one) becomes this machine's."""
     old = work_dir / "partial" / f"{key.lower()}.part"

@@ -53,18 +53,50 @@ def plan(size: int, done: list[tuple[int, int]], cut: int) -> list[Piece]:
     return pieces
 
 
+class Digest:
+    """What a file's bytes are checked against: the sha256 the Hub lists (LFS files), else the git blob sha1
+    it lists (small files; the hash of "blob <size>\\0" and the bytes). The transfer and the reuse of local
+    copies both check with it."""
+
+    def __init__(self, size: int, sha256: str | None, blob_sha1: str | None) -> None:
+        self.expected = (sha256 or "").lower() or None
+        self.expected_sha1 = None if self.expected else (blob_sha1 or "").lower() or None
+        self.sha256 = hashlib.sha256()
+        self.sha1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if self.expected_sha1 else None
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.sha256.update(data)
+        if self.sha1 is not None:
+            self.sha1.update(data)
+
+    @property
+    def checked(self) -> bool:
+        """Whether the Hub listed a hash to check against (else only the size was checked)."""
+        return bool(self.expected or self.expected_sha1)
+
+    def mismatch(self) -> tuple[str, str, str] | None:
+        """(which hash, expected, got) when the bytes are not the listed ones; None when they are, or when
+        the Hub listed no hash."""
+        if self.expected:
+            got = self.sha256.hexdigest()
+            return None if got == self.expected else ("sha256", self.expected, got)
+        if self.sha1 is not None and self.expected_sha1:
+            got = self.sha1.hexdigest()
+            return None if got == self.expected_sha1 else ("git blob sha1", self.expected_sha1, got)
+        return None
+
+
 class PrefixHasher:
-    """sha256 (and the git blob sha1 where asked) over a file's bytes in order, in its own thread.
+    """A `Digest` over a file's bytes in order, in its own thread.
 
     The streams call `reach(n)` when the first n bytes are all on disk; the thread reads them back
     (from the page cache: just written) and hashes them. sha256 runs at about 1 GB/s on one core and
     releases the GIL on large buffers, so it keeps up with the network on another core."""
 
-    def __init__(self, fd: int, size: int, blob_sha1: bool) -> None:
+    def __init__(self, fd: int, size: int, digest: Digest) -> None:
         self._fd = fd
         self.size = size
-        self.sha256 = hashlib.sha256()
-        self.sha1 = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False) if blob_sha1 else None
+        self.digest = digest
         self.hashed = 0
         self.error: OSError | None = None
         self._target = 0
@@ -137,9 +169,7 @@ class PrefixHasher:
             return len(chunk)
 
     def _update(self, chunk: memoryview) -> None:
-        self.sha256.update(chunk)
-        if self.sha1 is not None:
-            self.sha1.update(chunk)
+        self.digest.update(chunk)
 
     def wait(self, cancelled: threading.Event, poll: float = 0.2) -> None:
         """Block until every byte is hashed (or the hash failed, or `cancelled` is set)."""
