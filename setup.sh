@@ -88,12 +88,12 @@ disk_failure() {
   case "${out}" in
     *"Permission denied"* | *"Read-only file system"* | *"Operation not permitted"*)
       err "${step} failed: ${HERE} is not writable"
-      say "fix: make it yours (sudo chown -R \"\$(id -un)\" ${HERE}) or writable (chmod -R u+w ${HERE}),"
+      say "fix: make it yours (sudo chown -R \"\$(id -un)\" $(q "${HERE}")) or writable (chmod -R u+w $(q "${HERE}")),"
       say "     or clone the project into a folder you can write; then run bash setup.sh again"
       ;;
     *"No space left on device"* | *"Disk quota exceeded"*)
       err "${step} failed: no space left on the disk that holds ${HERE}"
-      say "fix: free some space there (df -h ${HERE} shows how much is left; .venv needs about 100 MB),"
+      say "fix: free some space there (df -h $(q "${HERE}") shows how much is left; .venv needs about 100 MB),"
       say "     then run bash setup.sh again"
       ;;
     *) return 1 ;;
@@ -126,7 +126,7 @@ venv_failed() {
     return 1
   fi
   err "${base} -m venv failed (its message is above)"
-  say "fix: check that ${HERE} is writable and its disk has space (df -h ${HERE}); if the message names"
+  say "fix: check that ${HERE} is writable and its disk has space (df -h $(q "${HERE}")); if the message names"
   say "     ensurepip: sudo apt-get install python${ver}-venv; then run bash setup.sh again"
   return 1
 }
@@ -188,7 +188,7 @@ bootstrap_python() {
     fi
     if ! "${PYTHON}" -c 'import huggingface_hub, dotenv' >/dev/null 2>&1; then
       err "PYTHON=${PYTHON} lacks huggingface_hub or python-dotenv"
-      say "fix: ${PYTHON} -m pip install -r ${HERE}/requirements.txt   (or unset PYTHON to use .venv)"
+      say "fix: $(q "${PYTHON}") -m pip install -r $(q "${HERE}/requirements.txt")   (or unset PYTHON to use .venv)"
       return 1
     fi
     printf '%s\n' "${PYTHON}"

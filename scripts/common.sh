@@ -4,6 +4,8 @@
 
 say() { printf '%s\n' "$*" >&2; }
 err() { printf 'error: %s\n' "$*" >&2; }
+# "$1" quoted for a shell, for paths in the fix commands we print (a space in a folder name must not break them).
+q() { printf '%q' "$1"; }
 
 # Is "$1" a Python >= 3.10?
 python_ok() {
