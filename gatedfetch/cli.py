@@ -127,8 +127,20 @@ def _writable(stream: TextIO | None) -> bool:
     return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
 
 
+def quiet_library() -> None:
+    """No request and no file the job does not need, before huggingface_hub is imported (it reads its settings then).
+
+    huggingface_hub 2.4 builds every request's user agent with `detect_agent()`, which fetches
+    `{HF_ENDPOINT}/api/agent-harnesses` (waiting up to 3 s) and caches it in `$HF_HOME/.agent_harnesses.json`,
+    unless HF_HUB_DISABLE_TELEMETRY is set (`utils/_headers.py`, `utils/_detect_agent.py`). A download needs
+    neither, and a re-run promises one request and `--check` no file: this process sets it, for itself only.
+    """
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    quiet_library()
     if not _writable(sys.stderr):  # `2>&-`: nowhere to say anything, but the job and its exit code still stand
         sys.stderr = open(os.devnull, "w")  # for the life of the process
     rep = Reporter(quiet="--quiet" in args, json_mode="--json" in args)

@@ -15,20 +15,34 @@ from .hub_client import HubClient, Identity, RepoFile, Snapshot
 from .options import PROJECT_DIR, Options
 from .outcome import Outcome
 from .report import Reporter
+from .units import human_bytes
 
 
 def offline(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
+    """HF_HUB_OFFLINE=1: no request; the local copy must be the model and revision asked for, and complete."""
     out = Outcome.begin(opts, endpoint)
     m = manifest.load(opts.local_dir)
-    gaps = manifest.missing(opts.local_dir, m)
-    if gaps or m is None:
+    if m is None:
+        return out.failed(failures.offline_incomplete(str(opts.local_dir), "no manifest (never completed here)"))
+    asked, holds = f"{opts.model}@{opts.revision}", f"{m.model}@{m.revision}"
+    if m.model != opts.model or not _same_revision(opts.revision, m):
+        return out.failed(failures.offline_other(str(opts.local_dir), holds, asked))
+    gaps, rechecked = manifest.recheck(opts.local_dir, m)
+    if gaps:
         return out.failed(failures.offline_incomplete(str(opts.local_dir), ", ".join(gaps[:5])))
-    if opts.revision not in (m.revision, m.commit) and opts.revision != "main":
-        holds = f"it holds {m.revision}, not {opts.revision}"
-        return out.failed(failures.offline_incomplete(str(opts.local_dir), holds))
+    if rechecked:
+        rep.info(f"offline: {len(rechecked)} file(s) whose time stamp changed still hold the recorded bytes (sha256)")
+        manifest.save(opts.local_dir, m)
     out.commit, out.user, out.files = m.commit, m.user or None, [_file_doc(e) for e in m.files]
-    rep.info(f"offline: the local copy of {m.model}@{m.commit[:10]} in {opts.local_dir} is complete")
+    rep.info(f"offline: the local copy of {m.model}@{m.commit[:10]} ({m.revision}) in {opts.local_dir} is complete")
     return out.done()
+
+
+def _same_revision(asked: str, m: manifest.Manifest) -> bool:
+    """The revision the copy was fetched as, or its commit (in full, or a prefix of at least 7 hex digits)."""
+    if asked == m.revision or asked == m.commit:
+        return True
+    return len(asked) >= 7 and all(c in "0123456789abcdef" for c in asked) and m.commit.startswith(asked)
 
 
 def read_stdin_token() -> str:
@@ -37,6 +51,15 @@ def read_stdin_token() -> str:
 
 
 def find_token(opts: Options, rep: Reporter) -> tokens.Found:
+    """The token from the first source that has one; with none, asked for on a terminal, else NoToken (exit 3)."""
+    found = look_for_token(opts, rep, ask=True)
+    assert found is not None  # with ask=True a missing token raises
+    return found
+
+
+def look_for_token(opts: Options, rep: Reporter, *, ask: bool) -> tokens.Found | None:
+    """The token from the first source that has one, said by source and mask. With nothing found: ask on a
+    terminal when `ask` (else a NoToken failure); with `ask=False` (--prepare), None."""
     stdin_value = read_stdin_token() if opts.token_stdin else None
     if opts.token_from:  # setup.sh piped the token it found in this variable: that is the "env" source
         kind, source = "env", f"{opts.token_from} from the environment"
@@ -44,11 +67,15 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
         kind, source = "stdin", "standard input (--token-stdin)"
         if opts.token_stdin and not (stdin_value or "").strip():
             raise failures.empty_stdin()
-    res = tokens.resolve(stdin_value, source, os.environ, opts.env_file, kind)
+    res = tokens.resolve(stdin_value, source, os.environ, opts.env_file, kind, opts.token_from)
     for w in res.warnings:
         rep.warn(w)
     if res.found is None:
         unread = res.env_unreadable
+        if not ask:
+            if unread:
+                rep.warn(f"{opts.env_file} {unread.why}: not read")
+            return None
         if not prompt.can_prompt():
             raise unread.failure(opts.env_file) if unread else failures.no_token(str(opts.env_file), no_tty=True)
         if unread:
@@ -69,34 +96,35 @@ def find_token(opts: Options, rep: Reporter) -> tokens.Found:
 
 
 def prepare(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
-    """First boot of a machine (a Brev Launchable's setup script): no input, no token needed.
+    """First boot of a machine (a Brev Launchable's setup script): never asks for input.
 
-    The Python environment exists (setup.sh built it); check the hub and the disk with an anonymous
-    request (gated repos still answer their file list), then go on if a token is already there.
+    A token from any source the full setup reads (--token-stdin, HF_TOKEN or HUGGING_FACE_HUB_TOKEN, which
+    setup.sh pipes in, the .env file, the stored login): the full setup, with that one resolve. None: check
+    what needs no token with an anonymous request (gated repos still answer their file list) and the disk,
+    then print the next steps.
     """
     out = Outcome.begin(opts, endpoint)
     try:
+        found = look_for_token(opts, rep, ask=False)
+        if found is not None:
+            rep.info("prepare: a token is available: continuing with the full setup")
+            return online(opts, rep, endpoint, found)
         install_timeouts()
         snap = HubClient(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
-        previous = manifest.load(opts.local_dir)
-        todo, _ = _plan(opts.local_dir, previous, snap)
+        todo, _ = _plan(opts.local_dir, manifest.load(opts.local_dir), snap)
         _check_disk(opts.local_dir, todo, write=False)
-        res = tokens.resolve(None, "", os.environ, opts.env_file)
     except failures.Failure as failure:
         return out.failed(failure)
     total = sum(f.size for f in snap.files)
     rep.info(f"prepare: Python ready; {endpoint} reachable; {opts.model} needs {total / 1e9:.2f} GB, disk has room")
-    if res.found is None:
-        rep.info("prepare: no token on this machine yet. Next steps, after you log in:")
-        rep.info(
-            f"  1. {hf_command()} auth login   (at its menu press the down arrow to 'Paste an access token', Enter, "
-            "then paste a read token from https://huggingface.co/settings/tokens)"
-        )
-        rep.info(f"  2. bash {PROJECT_DIR / 'setup.sh'}")
-        out.commit = snap.commit
-        return out.done("needs_token")
-    rep.info("prepare: a token is available: continuing with the full setup")
-    return online(opts, rep, endpoint)
+    rep.info("prepare: no token on this machine yet. Next steps, after you log in:")
+    rep.info(
+        f"  1. {hf_command()} auth login   (at its menu press the down arrow to 'Paste an access token', Enter, "
+        "then paste a read token from https://huggingface.co/settings/tokens)"
+    )
+    rep.info(f"  2. bash {PROJECT_DIR / 'setup.sh'}")
+    out.commit = snap.commit
+    return out.done("needs_token")
 
 
 def hf_command() -> str:
@@ -107,12 +135,13 @@ def hf_command() -> str:
     return str(beside) if beside.exists() else "hf"
 
 
-def online(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
+def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | None = None) -> Outcome:
     """Token → whoami and access → plan → transfer → manifest. Every fact found goes into the outcome as it
-    is learnt, so that a refusal still reports who was refused, for which commit."""
+    is learnt, so that a refusal still reports who was refused, for which commit. `found`: the token, when
+    the caller (--prepare) already resolved it."""
     out = Outcome.begin(opts, endpoint)
     try:
-        found = find_token(opts, rep)
+        found = found or find_token(opts, rep)
         out.token_source = found.kind
         install_timeouts()
         client = HubClient(endpoint, found.token, found.source, say=rep.info)
@@ -177,16 +206,9 @@ def _reuse_summary(entries: list[manifest.FileEntry], traffic: dict[str, dict[st
             reused[e.source] += e.size
     if not any(reused.values()):
         return ""
-    parts = [f"{_bytes(n)} reused from {reuse.WHERE[source]}" for source, n in reused.items() if n]
+    parts = [f"{human_bytes(n)} reused from {reuse.WHERE[source]}" for source, n in reused.items() if n]
     downloaded = sum(t["fetched_bytes"] for t in traffic.values())
-    return "; " + ", ".join(parts) + f", {_bytes(downloaded)} downloaded"
-
-
-def _bytes(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+    return "; " + ", ".join(parts) + f", {human_bytes(downloaded)} downloaded"
 
 
 def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str:
@@ -195,7 +217,7 @@ def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str:
     folder, written, notes = reuse.also_cache(snap, opts.local_dir, opts.link)
     for note in notes:
         rep.warn(note)
-    rep.info(f"also in the Hugging Face cache: {folder} ({_bytes(written)} written)")
+    rep.info(f"also in the Hugging Face cache: {folder} ({human_bytes(written)} written)")
     return str(folder)
 
 
@@ -239,7 +261,8 @@ def authorize(
 
 def switch_hint(found: tokens.Found) -> str:
     if found.kind == "env":
-        return "HF_TOKEN wins over `hf auth login`: `unset HF_TOKEN` to use the stored login instead"
+        var = found.variable or "HF_TOKEN"
+        return f"{var} wins over `hf auth login`: `unset {var}` to use the stored login instead"
     if found.kind == "stored":
         return "run `hf auth login --force` to store a new token"
     if found.kind == "dotenv":

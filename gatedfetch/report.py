@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from typing import TextIO
 
 from .failures import Failure
@@ -24,10 +25,15 @@ class Reporter:
         self.err = err or sys.stderr
         self.colour = self.err.isatty() and not os.environ.get("NO_COLOR")
         self.warnings: list[str] = []
+        self._lock = threading.Lock()
 
     def _say(self, text: str) -> None:
+        # One write per line, under a lock: lines said by two threads at once (the checks run side by side)
+        # never share a line.
         try:
-            print(text, file=self.err, flush=True)
+            with self._lock:
+                self.err.write(text + "\n")
+                self.err.flush()
         except OSError:  # the reader went away (a closed pipe): the run goes on, its exit code still counts
             pass
 

@@ -42,6 +42,7 @@ class Found:
     token: str
     source: str  # human name, e.g. "HF_TOKEN from the environment"
     kind: str  # "stdin" | "env" | "dotenv" | "stored"
+    variable: str = ""  # kind "env": the environment variable it came from (HF_TOKEN or HUGGING_FACE_HUB_TOKEN)
 
 
 @dataclass
@@ -274,6 +275,7 @@ def resolve(
     environ: Mapping[str, str],
     env_file: Path,
     stdin_kind: str = "stdin",
+    stdin_variable: str = "",
 ) -> Resolution:
     """Walk the chain; return the first non-empty token (cleaned) and every warning met on the way.
 
@@ -282,19 +284,19 @@ def resolve(
     that cannot be read, or whose content is broken, costs only a warning once a source before it won.
     """
     res = Resolution(found=None)
-    sources: list[tuple[str, str, Callable[[], str | None]]] = []
+    sources: list[tuple[str, str, str, Callable[[], str | None]]] = []
     if stdin_value is not None:
         # setup.sh pipes a token it found in the environment (and takes it out of ours): still the "env" source.
-        sources.append((stdin_kind, stdin_source, lambda: stdin_value))
+        sources.append((stdin_kind, stdin_variable, stdin_source, lambda: stdin_value))
     var = next((name for name in ENV_VARS if environ.get(name)), "")
     if var:
         value = environ[var]
-        sources.append(("env", f"{var} from the environment", lambda: value))
-    sources.append(("dotenv", f"HF_TOKEN in {env_file}", lambda: _read_dotenv(env_file, res)))
+        sources.append(("env", var, f"{var} from the environment", lambda: value))
+    sources.append(("dotenv", "", f"HF_TOKEN in {env_file}", lambda: _read_dotenv(env_file, res)))
     stored = stored_token_path()
-    sources.append(("stored", f"the stored login ({stored})", lambda: read_stored(stored, res.warnings)))
+    sources.append(("stored", "", f"the stored login ({stored})", lambda: read_stored(stored, res.warnings)))
 
-    for kind, source, read in sources:
+    for kind, variable, source, read in sources:
         raw = read()
         if res.found is None:
             if raw is None:
@@ -302,7 +304,7 @@ def resolve(
             token = clean(raw, source, res.warnings)
             if token:
                 SEEN.append(token)
-                res.found = Found(token=token, source=source, kind=kind)
+                res.found = Found(token=token, source=source, kind=kind, variable=variable)
             continue
         other = (raw or "").strip(" \t\r\n")
         if other and other != res.found.token:
@@ -330,15 +332,15 @@ def _read_dotenv(path: Path, res: Resolution) -> str | None:
 
 
 def _shadow_note(winner: Found, kind: str, hidden: str) -> str:
-    how = {
-        "env": "unset HF_TOKEN",
-        "dotenv": "unset HF_TOKEN" if winner.kind == "env" else "drop --token-stdin",
-        "stored": "unset HF_TOKEN" if winner.kind == "env" else "remove HF_TOKEN from the .env file",
-    }.get(kind, "")
+    """"X is used; it hides a different token in Y", with the command that makes Y the one used."""
+    if winner.kind == "env":
+        how = f"unset {winner.variable or 'HF_TOKEN'}"
+    elif winner.kind == "dotenv" and kind == "stored":
+        how = "remove HF_TOKEN from the .env file"
+    else:  # standard input, or the typed token, wins by the user's own choice this run
+        how = ""
     note = f"{winner.source} is used; it hides a different token in {hidden}"
-    if how and winner.kind != "stdin":
-        note += f" (to use that one: `{how}`)"
-    return note
+    return note + (f" (to use that one: `{how}`)" if how else "")
 
 
 def env_file_warnings(path: Path) -> list[str]:

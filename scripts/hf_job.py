@@ -34,7 +34,7 @@ if str(PROJECT_DIR) not in sys.path:
     sys.path.insert(0, str(PROJECT_DIR))
 
 from gatedfetch import failures  # noqa: E402  (standard library only, like cli, options and report)
-from gatedfetch.cli import guarded  # noqa: E402
+from gatedfetch.cli import guarded, quiet_library  # noqa: E402
 from gatedfetch.failures import Failure  # noqa: E402
 from gatedfetch.report import Reporter  # noqa: E402
 from gatedfetch.secret import TOKEN_SHAPE, mask, redact  # noqa: E402
@@ -352,6 +352,7 @@ def run(args: Args, rep: Reporter) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_library()
     rep = Reporter()
     return guarded(rep, lambda: run(parse(sys.argv[1:] if argv is None else argv), rep))
 

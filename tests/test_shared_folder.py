@@ -1,4 +1,4 @@
-"""Many machines, one shared folder, and a lock that does not lock (as on some network file systems):
+"""Many machines, one shared network folder, and a lock that does not lock (as on some network file systems):
 each machine keeps its own partial, and verified files still land whole."""
 
 from __future__ import annotations
@@ -33,6 +33,21 @@ class NoLock:
         self.release()
 
 filelock.FileLock = NoLock
+
+# ... and statfs says NFS, whose locks may not reach other machines: each machine keeps its own partial.
+import ctypes
+_CDLL = ctypes.CDLL
+
+class _Libc:
+    def __init__(self, inner):
+        self._inner = inner
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+    def statfs(self, path, buf):
+        ctypes.memmove(buf, (0x6969).to_bytes(8, "little"), 8)
+        return 0
+
+ctypes.CDLL = lambda name, *a, **k: _Libc(_CDLL(name, *a, **k)) if name is None else _CDLL(name, *a, **k)
 '''
 
 

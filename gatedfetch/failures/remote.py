@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 
+from ..units import shortfall
 from .kinds import (
     GATED_PERMISSION,
     GATED_TOKEN_PAGE,
@@ -140,6 +141,14 @@ def offline_incomplete(local_dir: str, missing: str) -> HubUnreachable:
     )
 
 
+def offline_other(local_dir: str, holds: str, asked: str) -> HubUnreachable:
+    return HubUnreachable(
+        f"HF_HUB_OFFLINE=1 and the local copy in {local_dir} holds {holds}, not {asked}",
+        f"point --local-dir at a copy of {asked}, or unset HF_HUB_OFFLINE on a machine with network and run "
+        "`bash setup.sh` with the same --model/--revision to fetch it",
+    )
+
+
 # --- 8: integrity ---------------------------------------------------------------------------
 
 
@@ -195,7 +204,7 @@ def state_clash(path: str, state: str) -> IntegrityFailure:
 
 def no_space(folder: str, needed: int, free: int) -> DiskFailure:
     return DiskFailure(
-        f"not enough space in {folder}: {needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free",
+        f"not enough space in {folder}: {shortfall(needed, free)}",
         f"free some space (`df -h {shlex.quote(os.path.abspath(folder))}`), or choose a bigger disk with "
         "--local-dir DIR",
         needed=needed,

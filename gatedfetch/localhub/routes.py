@@ -30,6 +30,10 @@ class Routes(FileServing):
                 return extra(self, method, seg[len(parts) :])
         if seg[:2] == ["api", "whoami-v2"] and len(seg) == 2 and method in ("GET", "HEAD"):
             return self._whoami()
+        if seg == ["api", "agent-harnesses"] and method == "GET":
+            # huggingface_hub 2.4 asks for this registry to name the tool that runs it in its user agent
+            # (utils/_detect_agent.py) and caches it in $HF_HOME; answered as the Hub does, so a test sees both.
+            return self.send_json(200, {"standardEnvVars": ["AI_AGENT", "AGENT"], "harnesses": {}})
         if seg[:2] == ["api", "models"] and len(seg) >= 4:
             return self._api_models(method, f"{seg[2]}/{seg[3]}", seg[4:])
         if len(seg) >= 5 and seg[2] == "resolve" and method in ("GET", "HEAD"):

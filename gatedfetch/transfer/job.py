@@ -92,7 +92,7 @@ class Job:
             self._done(FileResult(self.rf.path, self.rf.size, done[0], done[1], 0, 0))
             return True
         try:
-            partial_mod.adopt_legacy(self.work_dir, self.key)
+            partial_mod.adopt(self.work_dir, self.key, self.rf.size)
         except OSError as exc:
             raise partial_mod.disk_failure(exc, self.work_dir / "partial", 0) from None
         ranges = self.partial.open()
