@@ -21,6 +21,7 @@ from .failures import DEBUG_VARIABLE, Failure
 from .options import HUB_ENDPOINT, PROJECT_DIR, Options, parse
 from .outcome import Outcome
 from .report import Reporter
+from .secret import Redactor
 
 
 def check_endpoint(endpoint: str, allow_insecure: bool, rep: Reporter) -> None:
@@ -102,16 +103,14 @@ def guarded(
     except Failure as failure:
         return fail(failure)
     except KeyboardInterrupt:
-        print(f"\n{interrupted}", file=sys.stderr)
+        rep.line(f"\n{interrupted}")
         return 130
     except ModuleNotFoundError as exc:  # an interpreter without the requirements, e.g. a wrong PYTHON
         return fail(failures.missing_module(sys.executable, exc.name, str(PROJECT_DIR / "requirements.txt")))
     except Exception as exc:  # the last resort: a bug, never a traceback unless asked
         debug = bool(os.environ.get(DEBUG_VARIABLE))
         if debug:
-            from .secret import redact
-
-            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr)
+            rep.line("".join(traceback.format_exception(exc)).rstrip("\n"))
         return fail(failures.unexpected(exc, debug))
 
 
@@ -139,19 +138,33 @@ def quiet_library() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The helper's entry: the flags parsed once, the reporter set up from them, the flow run, its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     quiet_library()
-    if not _writable(sys.stderr):  # `2>&-`: nowhere to say anything, but the job and its exit code still stand
-        sys.stderr = open(os.devnull, "w")  # for the life of the process
-    rep = Reporter(quiet="--quiet" in args, json_mode="--json" in args)
-    if "--json" in args and not _writable(sys.stdout):  # `>&-`: the document could not be written; nothing done yet
+    # `2>&-`: nowhere to say anything, but the job and its exit code still stand.
+    err = sys.stderr if _writable(sys.stderr) else open(os.devnull, "w")  # for the process's life
+    redact = Redactor()
+    # A bad flag leaves no options to set the reporter up from: the document goes out when --json was written.
+    early = Reporter(json_mode="--json" in args, err=err, redact=redact)
+    parsed: list[Options] = []
+
+    def read_flags() -> int:
+        parsed.append(parse(args))
+        return 0
+
+    code = guarded(early, read_flags, failed=lambda f: early.finish(Outcome().failed(f)))
+    if not parsed:  # --help (0), or a usage error
+        return code
+    opts = parsed[0]
+    rep = Reporter(quiet=opts.quiet, json_mode=opts.json, err=err, redact=redact)
+    if opts.json and not _writable(sys.stdout):  # `>&-`: the document could not be written; nothing done yet
         rep.json_mode = False
         rep.failure(failures.usage("--json: standard output is closed, so the JSON document cannot be written",
                                    "give --json an open standard output (a file or a pipe), or leave --json out"))
         return failures.UsageError.exit_code
     return guarded(
         rep,
-        lambda: rep.finish(run(parse(args), rep)),
+        lambda: rep.finish(run(opts, rep)),
         failed=lambda failure: rep.finish(Outcome().failed(failure)),
         interrupted="interrupted: run `bash setup.sh` again to resume where it stopped",
     )

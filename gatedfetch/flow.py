@@ -12,8 +12,9 @@ from pathlib import Path
 from . import failures, manifest, prompt, secret, tokens
 from .bounded import end_of_phase, install_timeouts
 from .hub_client import HubClient, Identity, RepoFile, Snapshot
-from .options import PROJECT_DIR, Options
+from .options import Options
 from .outcome import Outcome
+from .places import PROJECT_DIR
 from .report import Reporter
 from .units import human_bytes
 
@@ -21,7 +22,7 @@ from .units import human_bytes
 def offline(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
     """HF_HUB_OFFLINE=1: no request; the local copy must be the model and revision asked for, and complete."""
     out = Outcome.begin(opts, endpoint)
-    m = manifest.load(opts.local_dir)
+    m = manifest.load(opts.local_dir, rep.warn)
     if m is None:
         return out.failed(failures.offline_incomplete(str(opts.local_dir), "no manifest (never completed here)"))
     asked, holds = f"{opts.model}@{opts.revision}", f"{m.model}@{m.revision}"
@@ -86,11 +87,11 @@ def look_for_token(opts: Options, rep: Reporter, *, ask: bool) -> tokens.Found |
             rep.warn(w)
         if not typed:
             raise failures.no_token(str(opts.env_file), no_tty=False)
-        secret.SEEN.append(typed)
         res.found = tokens.Found(token=typed, source="the token you typed", kind="prompt")
     if res.found.kind == "dotenv" or res.env_holds_token:
         for w in tokens.env_file_warnings(opts.env_file):
             rep.warn(w)
+    rep.redact.learn(res.found.token)
     rep.info(f"token: {res.found.source} ({secret.mask(res.found.token)})")
     return res.found
 
@@ -111,7 +112,7 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
             return online(opts, rep, endpoint, found)
         install_timeouts()
         snap = HubClient(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
-        todo, _ = _plan(opts.local_dir, manifest.load(opts.local_dir), snap)
+        todo, _ = _plan(opts.local_dir, manifest.load(opts.local_dir, rep.warn), snap)
         _check_disk(opts.local_dir, todo, write=False)
     except failures.Failure as failure:
         return out.failed(failure)
@@ -145,7 +146,7 @@ def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | No
         out.token_source = found.kind
         install_timeouts()
         client = HubClient(endpoint, found.token, found.source, say=rep.info)
-        previous = manifest.load(opts.local_dir)
+        previous = manifest.load(opts.local_dir, rep.warn)
 
         # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
         if previous is not None and not opts.check and not manifest.missing(opts.local_dir, previous):
@@ -388,7 +389,7 @@ def _transfer(
         return entries, traffic
     # huggingface_hub's own switch (HF_HUB_DISABLE_PROGRESS_BARS=1, or disable_progress_bars()) turns ours off too.
     quiet = opts.quiet or are_progress_bars_disabled()
-    progress = make_progress("quiet" if quiet else ("tty" if sys.stderr.isatty() else "lines"))
+    progress = make_progress("quiet" if quiet else ("tty" if rep.err.isatty() else "lines"), rep.err)
     try:
         results = fetch_all(
             remote,
@@ -412,6 +413,8 @@ def _transfer(
             rep.info(f"{r.path}: resumed from {r.resumed_from / 1e6:.1f} MB")
         if not r.verified:
             rep.warn(f"{r.path}: the hub gave no hash for it; size checked, content not verified")
+        for note in r.notes:
+            rep.warn(note)
     return entries, traffic
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,16 +54,37 @@ def path_of(local_dir: Path) -> Path:
     return work_dir(local_dir) / "manifest.json"
 
 
-def load(local_dir: Path) -> Manifest | None:
+def load(local_dir: Path, warn: Callable[[str], None] | None = None) -> Manifest | None:
+    """The manifest of the last completed run; None when there is none, or it cannot be used (then `warn` hears
+    why: a damaged file, or one a newer version wrote). Without it every file is checked again, never trusted."""
+    path = path_of(local_dir)
     try:
-        raw = json.loads(path_of(local_dir).read_text(encoding="utf-8"))
-        if raw.get("version") != VERSION:
-            return None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"not valid JSON: {exc}"
+        _unusable(warn, path, f"cannot be read ({why})")
+        return None
+    version = raw.get("version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and version > VERSION:
+        newer = f"was written by a newer version of this tool (format {version}, this one reads {VERSION})"
+        _unusable(warn, path, newer)
+        return None
+    try:
+        if version != VERSION:
+            raise TypeError(f"format {version!r}")
         files = [FileEntry(**f) for f in raw.pop("files", [])]
         raw.pop("version", None)
         return Manifest(**raw, files=files)
-    except (OSError, ValueError, TypeError):
+    except (TypeError, AttributeError) as exc:
+        _unusable(warn, path, f"is not a manifest this tool wrote ({exc})")
         return None
+
+
+def _unusable(warn: Callable[[str], None] | None, path: Path, why: str) -> None:
+    if warn is not None:
+        warn(f"{path} {why}: ignored; the files already in place are checked against the Hub's hashes instead")
 
 
 def save(local_dir: Path, manifest: Manifest) -> None:

@@ -4,6 +4,7 @@ so `--help` works with any python3 before the project's venv exists)."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import shlex
@@ -14,8 +15,8 @@ from typing import NoReturn
 
 from . import failures
 from .failures import EXIT_MEANINGS
+from .places import PROJECT_DIR
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "fishaudio/openaudio-s1-mini"
 DEFAULT_LOCAL_DIR = PROJECT_DIR / "checkpoints" / "openaudio-s1-mini"
 HUB_ENDPOINT = "https://huggingface.co"
@@ -48,7 +49,17 @@ def _exit_help() -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise failures.usage(message)
+        raise failures.usage(self._suggest(message))
+
+    def _suggest(self, message: str) -> str:
+        """argparse's message, with the flag meant when an unknown one is the start or a near miss of one."""
+        m = re.match(r"unrecognized arguments: (\S+)", message)
+        if not m or not m.group(1).startswith("--"):
+            return message
+        given = m.group(1).split("=", 1)[0]
+        flags = [f for action in self._actions for f in action.option_strings if action.help != argparse.SUPPRESS]
+        meant = [f for f in flags if f.startswith(given)] or difflib.get_close_matches(given, flags, n=1)
+        return f"{message} (did you mean {' or '.join(meant[:3])}?)" if meant else message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=ENVIRONMENT_HELP + "\n" + _exit_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # `--js` is not `--json`: a flag is given in full or refused, naming the one meant
     )
     p.add_argument("--local-dir", metavar="DIR", help="target folder (default: checkpoints/openaudio-s1-mini)")
     p.add_argument("--model", metavar="REPO", default=DEFAULT_MODEL, help=f"model repo (default: {DEFAULT_MODEL})")

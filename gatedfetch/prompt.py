@@ -10,7 +10,13 @@ import sys
 
 
 def can_prompt() -> bool:
-    return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty() and not os.environ.get("CI")
+    return (
+        sys.stdin is not None
+        and sys.stdin.isatty()
+        and sys.stderr is not None
+        and sys.stderr.isatty()
+        and not os.environ.get("CI")
+    )
 
 
 def ask_token() -> str:

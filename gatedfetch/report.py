@@ -1,5 +1,5 @@
 """Human lines on stderr as the run goes, and its `Outcome` once at the end: as the closing error lines
-and, with --json, as the one JSON document on stdout. Every line passes through `secret.redact`.
+and, with --json, as the one JSON document on stdout. Every line passes through the run's `secret.Redactor`.
 
 Besides this module only two things write to the terminal: the hidden token prompt (prompt.py, which
 must talk to the TTY itself) and the progress bars (progress.py, driven by the transfer).
@@ -15,14 +15,24 @@ from typing import TextIO
 
 from .failures import Failure
 from .outcome import Outcome
-from .secret import redact
+from .secret import Redactor
 
 
 class Reporter:
-    def __init__(self, *, quiet: bool = False, json_mode: bool = False, err: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        quiet: bool = False,
+        json_mode: bool = False,
+        err: TextIO | None = None,
+        out: TextIO | None = None,
+        redact: Redactor | None = None,
+    ) -> None:
         self.quiet = quiet
         self.json_mode = json_mode
-        self.err = err or sys.stderr
+        self.err = err or sys.stderr  # human lines
+        self.out = out or sys.stdout  # the JSON document
+        self.redact = redact or Redactor()  # every token the run found: never printed whole
         self.colour = self.err.isatty() and not os.environ.get("NO_COLOR")
         self.warnings: list[str] = []
         self._lock = threading.Lock()
@@ -40,22 +50,26 @@ class Reporter:
     def _paint(self, code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.colour else text
 
+    def line(self, text: str) -> None:
+        """A line said whatever --quiet says (an interruption, a debug traceback), secrets masked."""
+        self._say(self.redact(text))
+
     def info(self, line: str) -> None:
         if not self.quiet:
-            self._say(redact(line))
+            self._say(self.redact(line))
 
     def warn(self, line: str) -> None:
         self.warnings.append(line)
         if not self.quiet:
-            self._say(f"{self._paint('33', 'warning:')} {redact(line)}")
+            self._say(f"{self._paint('33', 'warning:')} {self.redact(line)}")
 
     def failure(self, f: Failure) -> None:
         self._error(f.message, f.fix)
 
     def _error(self, message: str, fix: str) -> None:
-        self._say(f"{self._paint('31', 'error:')} {redact(message)}")
+        self._say(f"{self._paint('31', 'error:')} {self.redact(message)}")
         if fix:
-            fix = redact(fix).replace("\n", "\n     ")  # continuation lines line up under the first
+            fix = self.redact(fix).replace("\n", "\n     ")  # continuation lines line up under the first
             self._say(f"{self._paint('36', 'fix:')} {fix}")
 
     def finish(self, outcome: Outcome) -> int:
@@ -66,9 +80,10 @@ class Reporter:
             outcome.warnings = self.warnings
         if self.json_mode:
             try:
-                sys.stdout.write(redact(json.dumps(outcome.to_json(), indent=2, sort_keys=False)) + "\n")
-                sys.stdout.flush()
+                self.out.write(self.redact(json.dumps(outcome.to_json(), indent=2, sort_keys=False)) + "\n")
+                self.out.flush()
             except OSError as exc:  # e.g. `| head` closed the pipe: say so where we still can
                 self._say(f"warning: the JSON document could not be written to standard output ({exc.strerror})")
-                sys.stdout = open(os.devnull, "w")  # Python flushes stdout once more at exit
+                if self.out is sys.stdout:  # Python flushes it once more at exit, which would fail again
+                    sys.stdout = open(os.devnull, "w")
         return outcome.exit_code

@@ -7,9 +7,6 @@ import re
 
 TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{34}")  # a user access token: "hf_" and 34 letters and digits
 
-# Every token this process found, so a debug traceback can mask them whatever their shape.
-SEEN: list[str] = []
-
 # The password of a URL's user info (HF_ENDPOINT=https://user:password@mirror): shown as ****.
 URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]*):([^/\s@]+)@")
 
@@ -22,8 +19,24 @@ def mask(token: str) -> str:
     return f"{prefix}****{token[-4:]}"
 
 
-def redact(text: str) -> str:
+def redact(text: str, known: tuple[str, ...] | list[str] = ()) -> str:
+    """`text` with URL passwords, token-shaped strings and each of the `known` secrets masked."""
     text = URL_PASSWORD.sub(r"\1:****@", text)
-    for secret in SEEN:
+    for secret in known:
         text = text.replace(secret, mask(secret))
     return TOKEN_SHAPE.sub(lambda m: mask(m.group(0)), text)
+
+
+class Redactor:
+    """What one run must never print: made at the entry point, told each token as it is found (whatever its
+    shape, so a debug traceback masks it too), and applied to every line and document the run writes."""
+
+    def __init__(self) -> None:
+        self.known: list[str] = []
+
+    def learn(self, token: str) -> None:
+        if token and token not in self.known:
+            self.known.append(token)
+
+    def __call__(self, text: str) -> str:
+        return redact(text, self.known)

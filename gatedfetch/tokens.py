@@ -26,7 +26,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from . import failures
-from .secret import SEEN, TOKEN_SHAPE
+from .secret import TOKEN_SHAPE
 
 _QUOTES = "'\"`"
 _PLACEHOLDER_WORDS = ("your", "token_here", "tokenhere", "changeme", "replace", "insert", "paste", "example")
@@ -303,7 +303,6 @@ def resolve(
                 continue
             token = clean(raw, source, res.warnings)
             if token:
-                SEEN.append(token)
                 res.found = Found(token=token, source=source, kind=kind, variable=variable)
             continue
         other = (raw or "").strip(" \t\r\n")
@@ -374,6 +373,8 @@ def _git_warnings(path: Path) -> list[str]:
         )
         if ignored.returncode == 1:
             return [f"{path} is not ignored by git: add the line `{path.name}` to {folder / '.gitignore'}"]
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError) as exc:  # no git, or it hung: the warnings are a courtesy
+        if os.environ.get(failures.DEBUG_VARIABLE):
+            return [f"could not ask git whether {path} is tracked or ignored: {exc}"]
         return []
     return []

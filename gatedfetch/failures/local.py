@@ -7,6 +7,7 @@ import shlex
 import stat
 from pathlib import Path
 
+from ..places import PROJECT_DIR
 from .kinds import (
     ISSUES_HINT,
     TOKENS_PAGE,
@@ -62,8 +63,6 @@ def file_type(mode: int) -> str:
 
 
 def no_token(env_file: str, no_tty: bool = True) -> NoToken:
-    from ..options import PROJECT_DIR  # here, not at the top: options imports this module
-
     dotenv = shell_path(env_file)
     how = (
         "do one of these, then run `bash setup.sh` again:\n"
@@ -80,8 +79,6 @@ def no_token(env_file: str, no_tty: bool = True) -> NoToken:
 
 def env_file_unreadable(env_file: str, why: str, reason: str) -> NoToken:
     """The .env exists but was not read (`reason`: "type", "size" or "os") and no other source had a token."""
-    from ..options import PROJECT_DIR
-
     dotenv = shell_path(env_file)
     fix = {
         "type": f"move it away (`mv {dotenv} {shell_path(env_file + '.old')}`), then `cp "

@@ -38,6 +38,7 @@ class FileResult:
     verified: bool  # True when checked against sha256 or blob_sha1 from the Hub
     fetched_bytes: int  # bytes received over the network in this run
     resumed_from: int  # bytes reused from a partial file of an earlier run
+    notes: tuple[str, ...] = ()  # warnings for the user (the file is good)
 
 
 class Cancelled(Exception):
@@ -244,8 +245,9 @@ class Job:
         hasher.stop()
         self.hasher = None
         self.partial.finish(self.dest)
-        partial_mod.write_marker(self.marker, self.rf.path, self.dest, got, verified)
-        self._done(FileResult(self.rf.path, self.rf.size, got, verified, self.fetched, self.resumed_from))
+        note = partial_mod.write_marker(self.marker, self.rf.path, self.dest, got, verified)
+        notes = (note,) if note else ()
+        self._done(FileResult(self.rf.path, self.rf.size, got, verified, self.fetched, self.resumed_from, notes))
         return True
 
     def integrity(self, failure: failures.Failure) -> failures.Failure:

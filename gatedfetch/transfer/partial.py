@@ -404,7 +404,9 @@ def marker_path(work_dir: Path, key: str, path: str) -> Path:
     return work_dir / "done" / f"{key}-{hashlib.sha256(path.encode()).hexdigest()[:16]}.json"
 
 
-def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: bool) -> None:
+def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: bool) -> str | None:
+    """Record that `dest` holds these verified bytes; what went wrong, when the marker could not be written (the
+    file itself is in place and good: a run that waited on its lock will only fetch it once more)."""
     try:
         st = dest.stat()
         doc = {
@@ -419,8 +421,12 @@ def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: boo
         tmp = marker.with_name(f"{marker.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(doc))
         os.replace(tmp, marker)
-    except OSError:
-        pass
+    except OSError as exc:
+        return (
+            f"{path}: could not record its completion in {marker.parent} ({exc.strerror or exc}); the file is in "
+            "place and verified, but a run waiting for it at the same time may fetch it again"
+        )
+    return None
 
 
 def read_marker(marker: Path, path: str, size: int, dest: Path) -> tuple[str, bool] | None:
