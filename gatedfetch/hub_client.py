@@ -296,8 +296,7 @@ class HubClient:
             return failures.token_invalid(self.source, self.masked)
         if isinstance(exc, RepositoryNotFoundError) or code == "RepoNotFound" or status == 404:
             return failures.repo_not_found(repo, self.endpoint)
-        if status == 403 and (_from_hub(headers) or not _official(self.endpoint)):
-            # a mirror may refuse a gated repo with a bare 403; a firewall before huggingface.co sends no request id
+        if status == 403 and _from_hub(headers):  # a firewall's 403 is no licence question
             return failures.gated_not_accepted(repo, user, failures.model_page(repo))
         return self.refused(f"a request for {repo}@{revision}", status, headers)
 
@@ -323,10 +322,6 @@ def _from_hub(headers: Mapping[str, str]) -> bool:
     a proxy's or a firewall's refusal carries none of them."""
     names = {name.lower() for name in headers}
     return bool(names & {"x-request-id", "x-error-code", "x-error-message"})
-
-
-def _official(endpoint: str) -> bool:
-    return (urlsplit(endpoint).hostname or "").rstrip(".") == "huggingface.co"
 
 
 def _proxy_variable(endpoint: str) -> str:
