@@ -9,13 +9,58 @@
 # Never: a token in a command's argv, in `set -x` output, or in an exported variable the user did
 # not export; never `source` a .env file (the helper parses it).
 
+# Started by another shell (`sh setup.sh`: dash on Debian and Ubuntu), this block is all it reads: plain sh.
+if [ -z "${BASH_VERSION:-}" ]; then
+  case "${ZSH_EVAL_CONTEXT:-}" in
+    *:file*)
+      echo "error: setup.sh is run, not sourced (it sets nothing in this shell); run: bash setup.sh" >&2
+      return 2
+      ;;
+  esac
+  case "$0" in
+    *setup.sh)
+      if command -v bash >/dev/null 2>&1; then
+        exec bash "$0" "$@"
+      fi
+      echo "error: setup.sh needs bash, and there is none on PATH; fix: sudo apt-get install bash" >&2
+      exit 2
+      ;;
+  esac
+  echo "error: setup.sh needs bash and is not to be sourced; run: bash setup.sh (in the project folder)" >&2
+  # shellcheck disable=SC2317 # reached when the shell was not sourcing: then `return` fails
+  return 2 2>/dev/null || exit 2
+fi
+# Sourced (`source setup.sh`): say so and leave the caller's shell as it was (no `set` has run yet).
+# Read from standard input (`bash < setup.sh`, `curl … | bash`): its folder, with the project, is unknown.
+if [[ "${BASH_SOURCE[0]:-}" != "$0" ]]; then
+  if [[ -n "${BASH_SOURCE[0]:-}" ]]; then
+    printf 'error: setup.sh is run, not sourced (it sets nothing in this shell); run: bash %q\n' \
+      "${BASH_SOURCE[0]}" >&2
+    return 2
+  fi
+  echo "error: setup.sh was read from standard input, so it cannot know the project folder beside it" >&2
+  echo "fix: run it by its path: cd into the project folder and run bash setup.sh" >&2
+  exit 2
+fi
+
 set -euo pipefail
+unset CDPATH # else `cd` prints the folder it enters, and $(cd … && pwd) holds it twice
 
 # Started with standard error closed (`2>&-`): nothing can be said, but the job and its exit code still stand
 # (every message below would fail, and with `set -e` end the script).
 { true >&2; } 2>/dev/null || exec 2>/dev/null
 
-HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+# The folder of this file, after symlinks (a link to setup.sh from elsewhere runs the project's own).
+script_dir() {
+  local src="$1" dir
+  while [[ -L "${src}" ]]; do
+    dir="$(cd -P -- "$(dirname -- "${src}")" && pwd)"
+    src="$(readlink -- "${src}")"
+    [[ "${src}" == /* ]] || src="${dir}/${src}"
+  done
+  cd -P -- "$(dirname -- "${src}")" && pwd
+}
+HERE="$(script_dir "${BASH_SOURCE[0]}")"
 VENV="${HERE}/.venv"
 MIN_PY="3.10"
 # How long a run waits for another setup.sh that is building .venv, in seconds (then it gives up).
@@ -286,6 +331,4 @@ main() {
   hand_over "${py}" "$@"
 }
 
-if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-  main "$@"
-fi
+main "$@"
