@@ -218,3 +218,28 @@ def test_sigterm_while_waiting_ends_the_waiter_too(env: Env) -> None:
     finally:
         lock.close()
     assert not (env.project / ".venv").exists()
+
+
+def test_a_full_tmpdir_is_blamed_not_the_project(env: Env, tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    fake.write_text(  # ensurepip unpacking into a full TMPDIR, as Python words it
+        f'#!/bin/sh\ncase "$*" in *"-m venv"*) echo "OSError: [Errno 28] No space left on device: '
+        f"'{tmp}/tmpab12/pip.whl'\" >&2; exit 1;; esac\nexec {sys.executable} \"$@\"\n"
+    )
+    fake.chmod(0o755)
+    r = env.run("--check", env={"PATH": f"{fake.parent}:{no_python_path(tmp_path)}", "TMPDIR": str(tmp)},
+                drop=("PYTHON",))
+    assert r.code == 9, r.err
+    assert f"no space left in the temporary folder {tmp} (TMPDIR)" in r.err
+    assert "TMPDIR=" in r.err and "bash setup.sh" in r.err
+
+
+def test_a_folder_name_that_is_not_utf8_is_named(env: Env, tmp_path: Path) -> None:
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    shutil.copytree(env.project, odd)
+    r = run(env, ["bash", str(odd / "setup.sh")], cwd=tmp_path, drop=("PYTHON",))  # surrogates: the raw bytes
+    assert r.code == 9, r.err
+    assert "is not UTF-8 text" in r.err and "rename it" in r.err
