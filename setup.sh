@@ -9,13 +9,58 @@
 # Never: a token in a command's argv, in `set -x` output, or in an exported variable the user did
 # not export; never `source` a .env file (the helper parses it).
 
+# Started by another shell (`sh setup.sh`: dash on Debian and Ubuntu), this block is all it reads: plain sh.
+if [ -z "${BASH_VERSION:-}" ]; then
+  case "${ZSH_EVAL_CONTEXT:-}" in
+    *:file*)
+      echo "error: setup.sh is run, not sourced (it sets nothing in this shell); run: bash setup.sh" >&2
+      return 2
+      ;;
+  esac
+  case "$0" in
+    *setup.sh)
+      if command -v bash >/dev/null 2>&1; then
+        exec bash "$0" "$@"
+      fi
+      echo "error: setup.sh needs bash, and there is none on PATH; fix: sudo apt-get install bash" >&2
+      exit 2
+      ;;
+  esac
+  echo "error: setup.sh needs bash and is not to be sourced; run: bash setup.sh (in the project folder)" >&2
+  # shellcheck disable=SC2317 # reached when the shell was not sourcing: then `return` fails
+  return 2 2>/dev/null || exit 2
+fi
+# Sourced (`source setup.sh`): say so and leave the caller's shell as it was (no `set` has run yet).
+# Read from standard input (`bash < setup.sh`, `curl … | bash`): its folder, with the project, is unknown.
+if [[ "${BASH_SOURCE[0]:-}" != "$0" ]]; then
+  if [[ -n "${BASH_SOURCE[0]:-}" ]]; then
+    printf 'error: setup.sh is run, not sourced (it sets nothing in this shell); run: bash %q\n' \
+      "${BASH_SOURCE[0]}" >&2
+    return 2
+  fi
+  echo "error: setup.sh was read from standard input, so it cannot know the project folder beside it" >&2
+  echo "fix: run it by its path: cd into the project folder and run bash setup.sh" >&2
+  exit 2
+fi
+
 set -euo pipefail
+unset CDPATH # else `cd` prints the folder it enters, and $(cd … && pwd) holds it twice
 
 # Started with standard error closed (`2>&-`): nothing can be said, but the job and its exit code still stand
 # (every message below would fail, and with `set -e` end the script).
 { true >&2; } 2>/dev/null || exec 2>/dev/null
 
-HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+# The folder of this file, after symlinks (a link to setup.sh from elsewhere runs the project's own).
+script_dir() {
+  local src="$1" dir
+  while [[ -L "${src}" ]]; do
+    dir="$(cd -P -- "$(dirname -- "${src}")" && pwd)"
+    src="$(readlink -- "${src}")"
+    [[ "${src}" == /* ]] || src="${dir}/${src}"
+  done
+  cd -P -- "$(dirname -- "${src}")" && pwd
+}
+HERE="$(script_dir "${BASH_SOURCE[0]}")"
 VENV="${HERE}/.venv"
 MIN_PY="3.10"
 # How long a run waits for another setup.sh that is building .venv, in seconds (then it gives up).
@@ -26,6 +71,8 @@ VENV_WAIT="${GATEDFETCH_VENV_WAIT:-600}"
 EXIT_HUB_UNREACHABLE=7 # pip could not fetch the packages (the index is unreachable or failing)
 EXIT_INTEGRITY=8       # a package file does not match the sha256 in requirements.lock
 EXIT_LOCAL_DISK=9      # no space left, or the folder is not writable
+QUIET=0                # --quiet: progress lines are not printed, errors are
+PY=""                  # the interpreter bootstrap_python chose
 
 # shellcheck source=scripts/common.sh
 source "${HERE}/scripts/common.sh"
@@ -36,22 +83,62 @@ lock_stamp() {
     "${HERE}/requirements.lock"
 }
 
-# Is .venv built from the lock whose hash is "$1"?
+# Print why .venv cannot be used as it is (nothing when there is none, or it is a working venv of a Python
+# >= 3.10): another tool may have left it (an editor's Python 3.8), or the Python it was made with is gone.
+venv_problem() {
+  local said made=""
+  if [[ -L "${VENV}" && ! -e "${VENV}" ]]; then
+    echo "it is a symlink to $(readlink -- "${VENV}"), which does not exist"
+    return
+  fi
+  [[ -e "${VENV}" ]] || return 0
+  if [[ ! -d "${VENV}" ]]; then
+    echo "it is a file, not a folder"
+    return
+  fi
+  if [[ ! -f "${VENV}/pyvenv.cfg" ]]; then
+    echo "it is a folder but not a Python venv (no pyvenv.cfg)"
+    return
+  fi
+  if [[ ! -e "${VENV}/bin/python" ]]; then
+    if [[ -L "${VENV}/bin/python" ]]; then
+      echo "the Python it was made with is gone ($(readlink -- "${VENV}/bin/python") does not exist)"
+    else
+      echo "it has no bin/python"
+    fi
+    return
+  fi
+  # pyvenv.cfg names the version it was made with (`version = 3.8.10`, or `version_info = 3.8.10.final.0`)
+  made="$(sed -n 's/^version\(_info\)\{0,1\} *= *\([0-9]*\.[0-9]*\).*/\2/p' "${VENV}/pyvenv.cfg" | head -n 1)"
+  if [[ "${made}" =~ ^3\.[0-9]$ ]]; then
+    echo "it was made with Python ${made} (>= ${MIN_PY} is needed)"
+    return
+  fi
+  said="$(python_says "${VENV}/bin/python")"
+  case "${said}" in
+    "python "*" ok") ;;
+    "python "*) echo "its bin/python is Python ${said#python } (>= ${MIN_PY} is needed)" ;;
+    *) echo "its bin/python does not run (the Python it was made with may have been removed or upgraded)" ;;
+  esac
+}
+
+# Is .venv a working venv built from the lock whose hash is "$1"?
 venv_ready() {
   local have=""
-  if [[ -x "${VENV}/bin/python" && -f "${VENV}/.lock.sha256" ]]; then
+  if [[ -f "${VENV}/.lock.sha256" ]]; then
     have="$(<"${VENV}/.lock.sha256")"
   fi
-  [[ "$1" == "${have}" ]] && python_ok "${VENV}/bin/python"
+  [[ -n "$1" && "$1" == "${have}" && -d "${VENV}" && -z "$(venv_problem)" ]]
 }
 
 # Take the lock on fd 9 (open on .venv.lock) with Python "$1": flock(2), which both Linux and macOS have
 # and which the kernel lets go of when its holder exits, so a killed run leaves no stale lock. The lock
 # belongs to the open file, not to this short Python, so it holds until the caller closes fd 9.
-# Exit 0: taken; 3: still held by another run after VENV_WAIT seconds; 4: the lock cannot be used.
+# Exit 0: taken; 3: still held by another run after VENV_WAIT seconds; 4: the lock cannot be used;
+# 5: stopped while waiting (Ctrl-C, or setup.sh itself was killed).
 take_lock() {
-  "$1" - "${VENV_WAIT}" "${VENV}" <<'PY'
-import fcntl, sys, time
+  "$1" - "${VENV_WAIT}" "${VENV}" "${QUIET}" <<'PY'
+import fcntl, os, sys, time
 
 
 def take() -> bool:
@@ -62,14 +149,18 @@ def take() -> bool:
     return True
 
 
-wait, venv = float(sys.argv[1]), sys.argv[2]
+wait, venv, quiet = float(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+parent = os.getppid()  # setup.sh: when it is stopped (kill, SIGTERM), this waiter ends too, and takes nothing
 try:
     if take():
         sys.exit(0)
-    print(f"python: another setup.sh is building {venv}; waiting (up to {wait:.0f} s)…", file=sys.stderr, flush=True)
+    if not quiet:
+        print(f"python: another setup.sh is building {venv}; waiting (up to {wait:.0f} s)…", file=sys.stderr, flush=True)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.2)
+        if os.getppid() != parent:
+            sys.exit(5)
         if take():
             sys.exit(0)
     sys.exit(3)
@@ -77,7 +168,7 @@ except OSError as exc:
     print(f"error: cannot lock {venv}.lock: {exc.strerror}", file=sys.stderr)
     sys.exit(4)
 except KeyboardInterrupt:
-    sys.exit(4)
+    sys.exit(5)
 PY
 }
 
@@ -92,12 +183,25 @@ disk_failure() {
       say "     or clone the project into a folder you can write; then run bash setup.sh again"
       ;;
     *"No space left on device"* | *"Disk quota exceeded"*)
+      local tmp="${TMPDIR:-/tmp}"
+      tmp="${tmp%/}"
+      if [[ "${out}" == *"${tmp}/"* || "$(free_kb "${HERE}")" -gt 512000 ]]; then
+        err "${step} failed: no space left in the temporary folder ${tmp} (TMPDIR), where Python unpacks pip"
+        say "fix: free some space there (df -h $(q "${tmp}")), or point TMPDIR at a disk with space:"
+        say "     TMPDIR=$(q "${HERE}") bash setup.sh"
+        return 0
+      fi
       err "${step} failed: no space left on the disk that holds ${HERE}"
       say "fix: free some space there (df -h $(q "${HERE}") shows how much is left; .venv needs about 100 MB),"
       say "     then run bash setup.sh again"
       ;;
     *) return 1 ;;
   esac
+}
+
+# Print the kilobytes free on the disk that holds folder "$1" (0 when unknown).
+free_kb() {
+  df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print $4 + 0; found = 1 } END { if (!found) print 0 }'
 }
 
 # Show the output "$2" of failed step "$1", indented, so its own words come before the diagnosis.
@@ -140,6 +244,10 @@ build_venv() {
     err "gave up after ${VENV_WAIT} s: another setup.sh is still building ${VENV}"
     say "fix: let it finish (or stop it), then run bash setup.sh again; GATEDFETCH_VENV_WAIT=SECONDS waits longer"
     return 1
+  elif [[ "${rc}" -eq 5 ]]; then
+    err "stopped while waiting for another setup.sh to build ${VENV}; nothing was changed"
+    say "fix: run bash setup.sh again when you want it to go on"
+    return 130
   elif [[ "${rc}" -ne 0 ]]; then
     err "could not lock ${VENV}.lock to build ${VENV}"
     say "fix: check that ${HERE} is on a local disk and writable, then run bash setup.sh again"
@@ -149,8 +257,31 @@ build_venv() {
     return 0
   fi
 
-  say "python: building ${VENV} with ${base} (once; re-runs skip this while requirements.lock is unchanged)"
-  if ! out="$("${base}" -m venv "${VENV}" 2>&1 </dev/null)"; then
+  local problem clear=()
+  problem="$(venv_problem)"
+  if [[ -n "${problem}" ]]; then
+    say "python: ${VENV} cannot be used: ${problem}; building it anew"
+    if [[ -L "${VENV}" ]]; then
+      rm -f -- "${VENV}"
+    elif [[ ! -d "${VENV}" || ! -f "${VENV}/pyvenv.cfg" ]]; then
+      # Not a venv: kept aside, never deleted (it may be someone's).
+      local aside="${VENV}.old"
+      [[ ! -e "${aside}" && ! -L "${aside}" ]] || aside="${VENV}.old.$$"
+      mv -- "${VENV}" "${aside}"
+      say "python: moved it to ${aside}"
+    else
+      clear=(--clear)
+    fi
+  fi
+  if ! "${base}" -c 'import os, sys; os.fsencode(sys.argv[1]).decode("utf-8")' "${HERE}" 2>/dev/null; then
+    err "the project's folder ${HERE} has a name that is not UTF-8 text: Python's venv and pip fail there"
+    say "fix: rename it (or the parent that has the odd name) to plain letters, e.g. mv $(q "${HERE}") ~/gatedfetch,"
+    say "     then run bash setup.sh again from there"
+    return "${EXIT_LOCAL_DISK}"
+  fi
+
+  note "python: building ${VENV} with ${base} (once; re-runs skip this while requirements.lock is unchanged)"
+  if ! out="$("${base}" -m venv ${clear[@]+"${clear[@]}"} "${VENV}" 2>&1 </dev/null)"; then
     show_output "${base} -m venv" "${out}"
     venv_failed "${base}" "${out}"
     return
@@ -178,27 +309,31 @@ build_venv() {
   printf '%s\n' "${want}" >"${VENV}/.lock.sha256"
 }
 
-# Print the interpreter to run the helper with: $PYTHON, or the project's .venv (built if needed).
+# The interpreter to run the helper with, into PY: $PYTHON, or the project's .venv (built if needed).
+# Not in a $(…) subshell: a SIGTERM to setup.sh then ends the run, and the waiter on .venv.lock sees it.
 bootstrap_python() {
   if [[ -n "${PYTHON:-}" ]]; then
-    if ! python_ok "${PYTHON}"; then
-      err "PYTHON=${PYTHON} is not a Python >= ${MIN_PY}"
-      say "fix: point PYTHON at a newer interpreter, or unset it to let setup.sh build .venv"
-      return 1
-    fi
-    if ! "${PYTHON}" -c 'import huggingface_hub, dotenv' >/dev/null 2>&1; then
-      err "PYTHON=${PYTHON} lacks huggingface_hub or python-dotenv"
-      say "fix: $(q "${PYTHON}") -m pip install -r $(q "${HERE}/requirements.txt")   (or unset PYTHON to use .venv)"
-      return 1
-    fi
-    printf '%s\n' "${PYTHON}"
+    check_python_variable || return
+    PY="${PYTHON}"
     return 0
   fi
 
   if [[ ! "${VENV_WAIT}" =~ ^[0-9]+$ ]]; then
     err "GATEDFETCH_VENV_WAIT=${VENV_WAIT} is not a whole number of seconds"
+    say "fix: GATEDFETCH_VENV_WAIT=600 bash setup.sh (or unset it)"
     return 2
   fi
+  if [[ ! -f "${HERE}/requirements.lock" ]]; then
+    err "requirements.lock is missing beside setup.sh (it lists the exact packages .venv gets)"
+    say "fix: git checkout requirements.lock (or bash scripts/lock.sh to compile it), then run bash setup.sh again"
+    return 1
+  fi
+  # A current .venv needs no other Python (cron, systemd and CI steps often have none on PATH).
+  if [[ -x "${VENV}/bin/python" ]] && venv_ready "$(lock_stamp "${VENV}/bin/python" 2>/dev/null || true)"; then
+    PY="${VENV}/bin/python"
+    return 0
+  fi
+
   local base
   if ! base="$(find_python)"; then
     err "no Python >= ${MIN_PY} found (huggingface_hub needs it)"
@@ -206,17 +341,16 @@ bootstrap_python() {
     say "     on macOS: brew install python; then run bash setup.sh again"
     return 1
   fi
-
-  if [[ ! -f "${HERE}/requirements.lock" ]]; then
-    err "requirements.lock is missing beside setup.sh (it lists the exact packages .venv gets)"
-    say "fix: git checkout requirements.lock (or bash scripts/lock.sh to compile it), then run bash setup.sh again"
-    return 1
-  fi
   local want
   want="$(lock_stamp "${base}")"
   if ! venv_ready "${want}"; then
     # One run at a time builds .venv: the others wait on .venv.lock, then use what it built.
     local out rc=0
+    if [[ -e "${VENV}.lock" && ! -f "${VENV}.lock" ]]; then # a FIFO would block the open below forever
+      err "${VENV}.lock is not a regular file, so it cannot be the lock that lets one setup.sh build ${VENV}"
+      say "fix: rm $(q "${VENV}.lock")   (setup.sh makes it anew), then run bash setup.sh again"
+      return "${EXIT_LOCAL_DISK}"
+    fi
     if ! out="$({ : >>"${VENV}.lock"; } 2>&1)"; then
       if disk_failure "creating ${VENV}.lock" "${out}"; then
         return "${EXIT_LOCAL_DISK}"
@@ -229,7 +363,36 @@ bootstrap_python() {
       return "${rc}"
     fi
   fi
-  printf '%s\n' "${VENV}/bin/python"
+  PY="${VENV}/bin/python"
+}
+
+# Is $PYTHON an interpreter the helper can run with? Asked of itself; anything else is exit 2 naming PYTHON.
+check_python_variable() {
+  local said fix="fix: point PYTHON at a Python >= ${MIN_PY} with the requirements, or unset it to let setup.sh build .venv"
+  if ! command -v -- "${PYTHON}" >/dev/null 2>&1; then
+    err "PYTHON=${PYTHON}: no such program"
+    say "${fix}"
+    return 2
+  fi
+  said="$(python_says "${PYTHON}")"
+  case "${said}" in
+    "python "*" ok") ;;
+    "python "*)
+      err "PYTHON=${PYTHON} is Python ${said#python }; huggingface_hub needs Python >= ${MIN_PY}"
+      say "${fix}"
+      return 2
+      ;;
+    *)
+      err "PYTHON=${PYTHON} is not a Python interpreter (asked for its version, it gave none)"
+      say "${fix}"
+      return 2
+      ;;
+  esac
+  if ! "${PYTHON}" -c 'import huggingface_hub, dotenv' >/dev/null 2>&1 </dev/null; then
+    err "PYTHON=${PYTHON} lacks huggingface_hub or python-dotenv"
+    say "fix: $(q "${PYTHON}") -m pip install -r $(q "${HERE}/requirements.txt")   (or unset PYTHON to use .venv)"
+    return 2
+  fi
 }
 
 has_flag() {
@@ -268,8 +431,14 @@ hand_over() {
 
 main() {
   if has_flag --help "$@" || has_flag -h "$@"; then
-    local any
-    any="${PYTHON:-$(find_python || true)}"
+    local any=""
+    if [[ -n "${PYTHON:-}" ]] && python_ok "${PYTHON}"; then
+      any="${PYTHON}"
+    elif python_ok "${VENV}/bin/python"; then
+      any="${VENV}/bin/python"
+    else
+      any="$(find_python || true)"
+    fi
     if [[ -z "${any}" ]]; then
       err "no Python >= ${MIN_PY} found to show the help; see README.md"
       return 1
@@ -278,14 +447,15 @@ main() {
     return
   fi
 
-  local py rc=0
-  py="$(bootstrap_python)" || rc=$?
+  local rc=0
+  if has_flag --quiet "$@"; then
+    QUIET=1
+  fi
+  bootstrap_python || rc=$?
   if [[ "${rc}" -ne 0 ]]; then
     return "${rc}"
   fi
-  hand_over "${py}" "$@"
+  hand_over "${PY}" "$@"
 }
 
-if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
-  main "$@"
-fi
+main "$@"

@@ -25,9 +25,11 @@ SPEAK_EVERY = 10.0
 
 
 def read_timeout() -> float:
+    """HF_HUB_ETAG_TIMEOUT (checked by gatedfetch.environ: whole seconds), else READ_TIMEOUT; 0 is the default,
+    as in huggingface_hub."""
     value = os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
     try:
-        return max(0.1, float(value)) if value else READ_TIMEOUT
+        return float(int(value)) or READ_TIMEOUT
     except ValueError:
         return READ_TIMEOUT
 

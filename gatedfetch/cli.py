@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from . import failures
+from . import environ, failures
 from .failures import DEBUG_VARIABLE, Failure
 from .options import HUB_ENDPOINT, PROJECT_DIR, Options, parse
 from .outcome import Outcome
@@ -28,7 +28,7 @@ def check_endpoint(endpoint: str, allow_insecure: bool, rep: Reporter) -> None:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise failures.usage(f"HF_ENDPOINT={endpoint!r} is not an http(s) URL")
-    if endpoint.rstrip("/") == HUB_ENDPOINT:
+    if is_the_hub(endpoint):
         return
     if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure:
         raise failures.usage(
@@ -36,6 +36,24 @@ def check_endpoint(endpoint: str, allow_insecure: bool, rep: Reporter) -> None:
             "(use https://, or pass --allow-insecure-endpoint if you really mean it)"
         )
     rep.warn(f"HF_ENDPOINT is {endpoint}: the token is sent to {parts.hostname}, not to huggingface.co")
+
+
+def is_the_hub(endpoint: str) -> bool:
+    """https://huggingface.co however it is spelt: any case, a trailing dot or slash, port 443."""
+    parts = urlsplit(endpoint.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    official = urlsplit(HUB_ENDPOINT).hostname
+    return (
+        parts.scheme.lower() == "https"
+        and host == official
+        and port in (None, 443)
+        and parts.path.strip("/") == ""
+        and not parts.username
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -162,9 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         rep.failure(failures.usage("--json: standard output is closed, so the JSON document cannot be written",
                                    "give --json an open standard output (a file or a pipe), or leave --json out"))
         return failures.UsageError.exit_code
+
+    def body() -> int:
+        environ.apply()  # before anything imports huggingface_hub, which parses some of them at import
+        return rep.finish(run(opts, rep))
+
     return guarded(
         rep,
-        lambda: rep.finish(run(opts, rep)),
+        body,
         failed=lambda failure: rep.finish(Outcome().failed(failure)),
         interrupted="interrupted: run `bash setup.sh` again to resume where it stopped",
     )

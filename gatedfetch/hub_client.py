@@ -6,6 +6,7 @@ module only turns the answers into plain values or into the project's failures.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -145,7 +146,7 @@ class HubClient:
                 raise failures.token_invalid(self.source, self.masked, switch_hint) from None
             if status in (404, 405, 501):
                 return None
-            raise
+            raise self.refused("whoami (the token's owner)", status, _answer(exc)[1]) from None
         access = (info.get("auth") or {}).get("accessToken") or {}
         role = str(access.get("role") or "unknown")
         fine = access.get("fineGrained") or {}
@@ -295,15 +296,41 @@ class HubClient:
             return failures.token_invalid(self.source, self.masked)
         if isinstance(exc, RepositoryNotFoundError) or code == "RepoNotFound" or status == 404:
             return failures.repo_not_found(repo, self.endpoint)
-        if status == 403:
+        if status == 403 and _from_hub(headers):  # a firewall's 403 is no licence question
             return failures.gated_not_accepted(repo, user, failures.model_page(repo))
-        return failures.hub_unreachable(self.endpoint, f"HTTP {status} from {_host(self.endpoint)}")
+        return self.refused(f"a request for {repo}@{revision}", status, headers)
+
+    def refused(self, what: str, status: int, headers: Mapping[str, str]) -> failures.Failure:
+        """An HTTP error with no more precise meaning: from something in front of the Hub (a proxy's 407, a
+        firewall's 403 or 451, a 431 for an oversized header), or the Hub's own; never an unexpected error."""
+        host = _host(self.endpoint)
+        if 400 <= status < 500 and not _from_hub(headers):
+            proxy = _proxy_variable(self.endpoint)
+            return failures.refused_in_between(status, host, what, proxy, len(self.token or ""))
+        return failures.hub_unreachable(self.endpoint, f"{what}: HTTP {status} from {host}")
+
 
 def _answer(exc: HfHubHTTPError) -> tuple[int, Mapping[str, str]]:
     """The status and headers of the answer behind a huggingface_hub error (0 and none without one)."""
     if exc.response is None:
         return 0, {}
     return exc.response.status_code, exc.response.headers
+
+
+def _from_hub(headers: Mapping[str, str]) -> bool:
+    """Is this the Hub's own answer? It always carries a request id, and its errors an X-Error-* header;
+    a proxy's or a firewall's refusal carries none of them."""
+    names = {name.lower() for name in headers}
+    return bool(names & {"x-request-id", "x-error-code", "x-error-message"})
+
+
+def _proxy_variable(endpoint: str) -> str:
+    """The proxy variable that applies to `endpoint` ("" when none is set)."""
+    scheme = urlsplit(endpoint).scheme.lower() or "https"
+    for name in (f"{scheme.upper()}_PROXY", f"{scheme}_proxy", "ALL_PROXY", "all_proxy"):
+        if os.environ.get(name, "").strip():
+            return name
+    return ""
 
 
 def _host(url: str) -> str:

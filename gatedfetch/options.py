@@ -36,7 +36,9 @@ environment:
   HF_HUB_DISABLE_XET=1   accepted; files always come over plain HTTPS here
   GATEDFETCH_CONNECTIONS the same as --connections (the flag wins)
   GATEDFETCH_VENV_WAIT   seconds to wait for another setup.sh building .venv (default 600)
-  HF_HUB_ETAG_TIMEOUT    seconds to wait for each answer before the download (default 30)
+  HF_HUB_ETAG_TIMEOUT    whole seconds to wait for each answer before the download (0 or unset: 30)
+  HF_HUB_DOWNLOAD_TIMEOUT whole seconds; read by huggingface_hub, checked here (0 or unset: its default)
+  HTTPS_PROXY, ALL_PROXY the proxy to go through (http://[user:pass@]host:port)
   PYTHON                 an interpreter to use instead of the project's .venv (setup.sh)
   GATEDFETCH_DEBUG=1     show a traceback (tokens masked) on an unexpected error
 """
@@ -172,7 +174,8 @@ def _connections(flag: str | None) -> int:
     if value is None or (flag is None and not value.strip()):
         return DEFAULT_CONNECTIONS
     text = value.strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_CONNECTIONS:
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_CONNECTIONS:
         raise failures.usage(f"{name} {value!r}: give a whole number from 1 to {MAX_CONNECTIONS}")
     return int(text)
 

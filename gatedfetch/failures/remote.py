@@ -13,9 +13,11 @@ from .kinds import (
     TOKENS_PAGE,
     AccessDenied,
     DiskFailure,
+    Failure,
     HubUnreachable,
     IntegrityFailure,
     NotFound,
+    TokenRejected,
 )
 
 # --- 5: gated access ------------------------------------------------------------------------
@@ -112,6 +114,46 @@ def hub_unreachable(endpoint: str, cause: str) -> HubUnreachable:
         "check the network (and HF_ENDPOINT, proxy variables), then run `bash setup.sh` again; "
         "a partial download resumes where it stopped",
     )
+
+
+# An answer that is not the Hub's own (none of its headers): what stands in front of it refused, by status.
+_IN_BETWEEN = {
+    407: "a proxy asked for a user name and password (HTTP 407 Proxy Authentication Required)",
+    403: "something between this machine and the hub (a firewall or proxy) refused it (HTTP 403 Forbidden)",
+    451: "something between this machine and the hub blocks it for legal reasons (HTTP 451)",
+}
+
+
+def refused_in_between(status: int, host: str, what: str, proxy: str, token_length: int) -> Failure:
+    """An HTTP error for `what` that did not come from the Hub itself (a proxy's, a firewall's): exit 7, or 4
+    for a header too large (the token is the only big one we send)."""
+    if status == 431:
+        return TokenRejected(
+            f"{host} refused {what}: the request's headers are too large (HTTP 431); the token sent is "
+            f"{token_length} characters, too long to be a Hugging Face token (they are about 40)",
+            f"copy the token again from {TOKENS_PAGE} (only the hf_... value, nothing around it), "
+            "then run `bash setup.sh` again",
+            status=status,
+        )
+    via = f" ({proxy} is set)" if proxy else ""
+    said = _IN_BETWEEN.get(status, f"it was refused with HTTP {status}, not by the Hub (none of its headers)")
+    if status == 407:
+        name = proxy or "HTTPS_PROXY"
+        fix = (
+            f"put the proxy's user name and password in {name}: export {name}=http://USER:PASSWORD@PROXY:PORT "
+            "(ask the network's admins for them), then run `bash setup.sh` again"
+        )
+    elif status in (403, 451):
+        fix = (
+            f"ask the network's admins to allow {host}{via}, or use another network, or a mirror the network "
+            "allows (HF_ENDPOINT=https://...); then run `bash setup.sh` again"
+        )
+    else:
+        fix = (
+            f"check the proxy settings{via} and HF_ENDPOINT, or try from another network; "
+            "then run `bash setup.sh` again"
+        )
+    return HubUnreachable(f"{what} from {host}: {said}", fix, status=status)
 
 
 def rate_limited(endpoint: str, what: str, retry_after: float | None, with_token: bool) -> HubUnreachable:

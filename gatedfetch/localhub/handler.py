@@ -99,6 +99,9 @@ class Handler(BaseHTTPRequestHandler):
             if self.fault is not None and (self.fault.silent is not None or self.fault.trickle is not None):
                 self._stall(self.fault)
                 return
+            if self.fault is not None and self.fault.status is not None and self.fault.foreign:
+                self._foreign(self.fault.status)
+                return
             if self.fault is not None and self.fault.status is not None:
                 headers = {"Retry-After": str(self.fault.retry_after)} if self.fault.retry_after is not None else {}
                 if self.fault.error_code is not None:
@@ -112,6 +115,19 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
+
+    def _foreign(self, status: int) -> None:
+        """An answer from something in front of the hub: no X-Request-Id or X-Error-*, an HTML body."""
+        body = f"<html><body><h1>{status}</h1>Request refused by the network's gateway.</body></html>".encode()
+        self.req.status = status
+        self.send_response(status)
+        if status == 407:
+            self.send_header("Proxy-Authenticate", 'Basic realm="gateway"')
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _stall(self, fault: Fault) -> None:
         """A hub that hangs: no answer at all, or one whose body never ends; either way bounded, then a close."""

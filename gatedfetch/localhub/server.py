@@ -113,6 +113,7 @@ class LocalHub:
         silent: float | None = None,
         trickle: float | None = None,
         error_code: str | None = None,
+        foreign: bool = False,
     ) -> None:
         """Make matching requests fail. `match` is a substring of the request path (with its query; on the CDN
         the file's name is matched too). `status`: answer it instead (with `Retry-After` if `retry_after`).
@@ -120,12 +121,13 @@ class LocalHub:
         close (FIN). `flip_at=K`: body byte K xor 0xFF. `short=N`: a 206 for only the first N bytes of the range
         asked, with matching headers (as CDN edges do). `silent=S`: accept, read, say nothing for S seconds (a hub
         that hangs). `trickle=S`: a 200 with a large Content-Length whose body comes a byte every 0.2 s for S
-        seconds (no read timeout ever fires). `error_code`: the X-Error-Code of the `status` answer.
+        seconds (no read timeout ever fires). `error_code`: the X-Error-Code of the `status` answer. `foreign`: the
+        `status` answer comes as a proxy or firewall sends it: an HTML body, none of the Hub's headers.
         `times=None`: forever; each matching request uses one."""
         self.faults.add(Fault(
             match, status=status, times=times, retry_after=retry_after, reset_after=reset_after, flip_at=flip_at,
             server=server, method=method.upper() if method else None, close_after=close_after, short=short,
-            silent=silent, trickle=trickle, error_code=error_code,
+            silent=silent, trickle=trickle, error_code=error_code, foreign=foreign,
         ))
 
     def clear_faults(self) -> None:
