@@ -189,14 +189,18 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str:
-    """File the model into huggingface_hub's cache too; the snapshot folder written."""
-    from . import reuse
-    folder, written, notes = reuse.also_cache(snap, opts.local_dir, opts.link)
-    for note in notes:
+def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str | None:
+    """File the model into huggingface_hub's cache too; the snapshot folder, when every file is in it."""
+    from . import hf_cache
+    filed = hf_cache.also_cache(snap, opts.local_dir, opts.link, rep.info)
+    for note in filed.notes:
         rep.warn(note)
-    rep.info(f"also in the Hugging Face cache: {folder} ({_bytes(written)} written)")
-    return str(folder)
+    if filed.snapshot is None:
+        rep.info(f"not in the Hugging Face cache: {filed.filed} of {filed.total} files filed in {filed.storage}")
+        return None
+    did = f"{_bytes(filed.written)} written" if filed.changed else "already there, nothing written"
+    rep.info(f"also in the Hugging Face cache: {filed.snapshot} ({did})")
+    return str(filed.snapshot)
 
 
 def identify(
@@ -345,10 +349,16 @@ def _transfer(
     entries = []
     traffic: dict[str, dict[str, int]] = {}
     for u in found:
-        rep.info(f"{u.path}: {'linked' if u.linked else 'copied'} from {u.origin} ({reuse.WHERE[u.source]}), verified")
+        if u.source == reuse.IN_PLACE:
+            rep.info(f"{u.path}: already in place in {opts.local_dir}, verified")
+        elif u.linked:
+            rep.info(f"{u.path}: linked from {u.origin} ({reuse.WHERE[u.source]}), verified")
+        else:
+            why = f" (not linked: {u.no_link})" if u.no_link else ""
+            rep.info(f"{u.path}: copied from {u.origin} ({reuse.WHERE[u.source]}){why}, verified")
         entry = manifest.FileEntry(u.path, u.size, u.sha256, True, source=u.source)
         entries.append(manifest.stamp(opts.local_dir, entry))
-        traffic[u.path] = {"fetched_bytes": 0, "resumed_from": 0}
+        traffic[u.path] = {"fetched_bytes": 0, "resumed_from": 0, "copied_bytes": u.copied_bytes}
     done = {u.path for u in found}
     remote = []
     for f in (f for f in todo if f.path not in done):
