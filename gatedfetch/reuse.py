@@ -205,8 +205,9 @@ def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: st
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    """`a` is the regular file at `b` (not merely what a symlink at `b` points to)."""
     try:
-        return a.samefile(b)
+        return not b.is_symlink() and a.samefile(b)
     except OSError:
         return False
 
