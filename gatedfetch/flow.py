@@ -306,6 +306,8 @@ def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) ->
     work = manifest.work_dir(local_dir)
     needed = 0
     for f in todo:
+        if _in_place(local_dir, f):
+            continue  # verified and kept before any byte is fetched (see reuse.py); a mismatch is worth one file
         key = f.sha256 or f.blob_sha1
         needed += max(0, f.size - (partial_bytes(work, key, f.size) if key else 0))
     if write:
@@ -328,6 +330,16 @@ def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) ->
     free = shutil.disk_usage(there).free
     if needed > free:
         raise failures.no_space(str(local_dir), needed, free)
+
+
+def _in_place(local_dir: Path, f: RepoFile) -> bool:
+    """A regular file with the listed size already at the file's place (as `hf download --local-dir` leaves it)."""
+    try:
+        return (local_dir / f.path).is_file() and not (local_dir / f.path).is_symlink() and (
+            (local_dir / f.path).stat().st_size == f.size
+        )
+    except OSError:
+        return False
 
 
 def _transfer(
@@ -392,7 +404,8 @@ def _transfer(
         progress.close()
     for r in results:
         traffic[r.path] = {"fetched_bytes": r.fetched_bytes, "resumed_from": r.resumed_from}
-        source = reuse.PARTIAL if r.resumed_from else reuse.DOWNLOAD
+        # r.source: another run put the file in place while this one waited for it
+        source = r.source or (reuse.PARTIAL if r.resumed_from else reuse.DOWNLOAD)
         entry = manifest.FileEntry(r.path, r.size, r.sha256, r.verified, source=source)
         entries.append(manifest.stamp(opts.local_dir, entry))
         if r.resumed_from:

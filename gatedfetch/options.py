@@ -35,6 +35,7 @@ environment:
   HF_HUB_DISABLE_XET=1   accepted; files always come over plain HTTPS here
   GATEDFETCH_CONNECTIONS the same as --connections (the flag wins)
   GATEDFETCH_VENV_WAIT   seconds to wait for another setup.sh building .venv (default 600)
+  GATEDFETCH_LOCK_WAIT   --also-cache: seconds to wait in all for huggingface_hub's locks (default 90)
   HF_HUB_ETAG_TIMEOUT    seconds to wait for each answer before the download (default 30)
   PYTHON                 an interpreter to use instead of the project's .venv (setup.sh)
   GATEDFETCH_DEBUG=1     show a traceback (tokens masked) on an unexpected error

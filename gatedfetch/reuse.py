@@ -180,6 +180,10 @@ def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: st
     except OSError as exc:
         raise partial_mod.disk_failure(exc, work_dir / "locks", 0) from None
     try:
+        marker = partial_mod.marker_path(work_dir, tag, f.path)
+        done = partial_mod.read_marker(marker, f.path, f.size, dest)
+        if done is not None and done[1]:  # verified when it was put there, unchanged since: no need to hash
+            return Reused(f.path, f.size, done[0], IN_PLACE, dest, False)
         digest = Digest(f.size, f.sha256, f.blob_sha1)
         try:
             with open(dest, "rb", buffering=0) as src:
@@ -198,7 +202,7 @@ def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: st
                          f"the Hub lists for commit {commit[:10]}; replacing it")
             return None
         sha = digest.sha256.hexdigest()
-        partial_mod.write_marker(partial_mod.marker_path(work_dir, tag, f.path), f.path, dest, sha, True)
+        partial_mod.write_marker(marker, f.path, dest, sha, True, IN_PLACE)
         return Reused(f.path, f.size, sha, IN_PLACE, dest, False)
     finally:
         lock.release()
@@ -231,9 +235,8 @@ def _bring_locked(
         copy = partial_mod.partial_path(work_dir, tag).with_suffix(".copy")
         got = _bring(f, source, cand, dest, copy, link, commit, notes)
         if got is not None:
-            partial_mod.write_marker(
-                partial_mod.marker_path(work_dir, tag, f.path), f.path, dest, got.sha256, True
-            )
+            marker = partial_mod.marker_path(work_dir, tag, f.path)
+            partial_mod.write_marker(marker, f.path, dest, got.sha256, True, got.source)
             stale = partial_mod.partial_path(work_dir, tag)  # this machine's earlier partial of this content
             stale.unlink(missing_ok=True)
             stale.with_suffix(".pieces").unlink(missing_ok=True)

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import constants, hf_hub_download, scan_cache_dir
 
 from gatedfetch import hf_cache, manifest, reuse
 from gatedfetch.hub_client import RepoFile, Snapshot
-from gatedfetch.transfer import partial_path
+from gatedfetch.progress import make_progress
+from gatedfetch.transfer import RemoteFile, content_key, fetch_all, partial_path
+from gatedfetch.transfer import partial as partial_mod
 from tests.conftest import MODEL, Env, hub_content
 from tests.test_reuse import HF, TOKEN, by_path, file_gets, hf_download, hf_environ, hf_home, repo_cache
 
@@ -239,6 +241,18 @@ def test_a_killed_copy_whose_source_is_gone_is_removed_but_a_live_one_is_kept(tm
     assert removed == [orphan] and not orphan.exists() and live.exists()
 
 
+def test_a_file_another_run_brought_in_meanwhile_keeps_that_runs_source(tmp_path: Path) -> None:
+    out = fill(tmp_path / "out")
+    work = manifest.work_dir(out)
+    f = repo_file("model.pth")
+    rf = RemoteFile(f.path, f.size, "http://127.0.0.1:9/never", f.sha256, None)
+    marker = partial_mod.marker_path(work, content_key(rf), f.path)
+    marker.parent.mkdir(parents=True)
+    partial_mod.write_marker(marker, f.path, out / f.path, f.sha256 or "", True, reuse.HF_CACHE)
+    (r,) = fetch_all([rf], out, work, {}, progress=make_progress("quiet"), endpoint="http://127.0.0.1:9")
+    assert (r.source, r.fetched_bytes, r.verified) == (reuse.HF_CACHE, 0, True)
+
+
 # --- --also-cache ----------------------------------------------------------------------------------
 
 
@@ -263,6 +277,8 @@ def test_also_cache_replaces_damaged_blobs_and_huggingface_hub_reads_the_right_b
     assert done.written == len(DATA["model.pth"]) + len(DATA["codec.pth"])
     for path, data in DATA.items():
         assert offline_read(cache, path) == data
+    scanned = scan_cache_dir(cache)  # what `hf cache ls` and `hf cache rm` read
+    assert scanned.warnings == [] and [r.repo_id for r in scanned.repos] == [MODEL]
     assert not bad_codec.is_symlink()  # the damaged store entry is no longer what the repo's blob points to
 
 
@@ -324,6 +340,12 @@ def test_a_read_only_cache_gives_one_warning_and_names_no_snapshot(
 
 
 # --- end to end: one `bash setup.sh` run per story -------------------------------------------------
+
+
+def test_offline_with_also_cache_says_that_nothing_is_filed(env: Env) -> None:
+    r = env.run("--json", "--also-cache", env={"HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"})
+    assert any(w.startswith("--also-cache: HF_HUB_OFFLINE=1") for w in r.json()["warnings"]), r.err
+    assert "hf_cache_snapshot" not in r.json()
 
 
 def big_gets(env: Env) -> list[str]:

@@ -336,7 +336,8 @@ def marker_path(work_dir: Path, key: str, path: str) -> Path:
     return work_dir / "done" / f"{key}-{hashlib.sha256(path.encode()).hexdigest()[:16]}.json"
 
 
-def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: bool) -> None:
+def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: bool, source: str = "") -> None:
+    """`source`: where the bytes came from (download, partial, hf-cache, …), for a run that finds them done."""
     try:
         st = dest.stat()
         doc = {
@@ -344,6 +345,7 @@ def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: boo
             "size": st.st_size,
             "sha256": sha256,
             "verified": verified,
+            "source": source,
             "dev": st.st_dev,
             "ino": st.st_ino,
             "mtime_ns": st.st_mtime_ns,
@@ -355,8 +357,9 @@ def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: boo
         pass
 
 
-def read_marker(marker: Path, path: str, size: int, dest: Path) -> tuple[str, bool] | None:
-    """(sha256, verified) of `dest` when the marker still describes it, else None."""
+def read_marker(marker: Path, path: str, size: int, dest: Path) -> tuple[str, bool, str] | None:
+    """(sha256, verified, source) of `dest` when the marker still describes it, else None (source: "" when
+    the marker predates it)."""
     try:
         doc = json.loads(marker.read_text())
         st = dest.stat()
@@ -372,4 +375,5 @@ def read_marker(marker: Path, path: str, size: int, dest: Path) -> tuple[str, bo
         and doc.get("mtime_ns") == st.st_mtime_ns
         and isinstance(doc.get("sha256"), str)
     )
-    return (doc["sha256"], bool(doc.get("verified"))) if same else None
+    source = doc.get("source")
+    return (doc["sha256"], bool(doc.get("verified")), source if isinstance(source, str) else "") if same else None
