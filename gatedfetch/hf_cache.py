@@ -35,7 +35,7 @@ from filelock import Timeout as LockTimeout
 from . import failures, manifest
 from .hub_client import RepoFile, Snapshot
 from .local_bytes import CHUNK
-from .reuse import TARGET, _bring, etag, hub_cache, repo_cache
+from .reuse import TARGET, bring_one, etag, hub_cache, repo_cache
 from .transfer import partial as partial_mod
 from .transfer.fetch import safe_dest
 from .transfer.segments import Digest
@@ -129,7 +129,7 @@ def _file_one(
         if problem is not None:
             existed = os.path.lexists(blob)
             tmp = blob.with_name(f"{tag}.{uuid.uuid4().hex[:8]}.incomplete")  # as the library names it
-            got = _bring(f, TARGET, src, blob, tmp, link, snap.commit, done.notes, "not put in the cache")
+            got = bring_one(f, TARGET, src, blob, tmp, link, snap.commit, done.notes, "not put in the cache")
             if got is None:
                 if existed:
                     done.notes.append(f"{f.path}: the blob {blob} in the Hugging Face cache is wrong ({problem}) "

@@ -233,7 +233,7 @@ def _bring_locked(
         raise partial_mod.disk_failure(exc, work_dir / "locks", 0) from None
     try:
         copy = partial_mod.partial_path(work_dir, tag).with_suffix(".copy")
-        got = _bring(f, source, cand, dest, copy, link, commit, notes)
+        got = bring_one(f, source, cand, dest, copy, link, commit, notes)
         if got is not None:
             marker = partial_mod.marker_path(work_dir, tag, f.path)
             partial_mod.write_marker(marker, f.path, dest, got.sha256, True, got.source)
@@ -245,7 +245,7 @@ def _bring_locked(
         lock.release()
 
 
-def _bring(
+def bring_one(
     f: RepoFile, source: str, cand: Path, dest: Path, tmp: Path, link: bool, commit: str, notes: list[str],
     instead: str = "downloading it instead",
 ) -> Reused | None:
