@@ -195,12 +195,8 @@ def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str | None:
     filed = hf_cache.also_cache(snap, opts.local_dir, opts.link, rep.info)
     for note in filed.notes:
         rep.warn(note)
-    if filed.snapshot is None:
-        rep.info(f"not in the Hugging Face cache: {filed.filed} of {filed.total} files filed in {filed.storage}")
-        return None
-    did = f"{_bytes(filed.written)} written" if filed.changed else "already there, nothing written"
-    rep.info(f"also in the Hugging Face cache: {filed.snapshot} ({did})")
-    return str(filed.snapshot)
+    rep.info(filed.summary(_bytes(filed.written)))
+    return str(filed.snapshot) if filed.snapshot else None
 
 
 def identify(
@@ -301,12 +297,13 @@ def _check_layout(snap: Snapshot) -> None:
 def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) -> None:
     """Room and write access for what is to be fetched. With write=False (--check, --prepare) nothing is
     created: the nearest folder that exists must let us create the rest."""
+    from . import reuse
     from .transfer import partial_bytes
 
     work = manifest.work_dir(local_dir)
     needed = 0
     for f in todo:
-        if _in_place(local_dir, f):
+        if reuse.in_place(local_dir, f):
             continue  # verified and kept before any byte is fetched (see reuse.py); a mismatch is worth one file
         key = f.sha256 or f.blob_sha1
         needed += max(0, f.size - (partial_bytes(work, key, f.size) if key else 0))
@@ -332,16 +329,6 @@ def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) ->
         raise failures.no_space(str(local_dir), needed, free)
 
 
-def _in_place(local_dir: Path, f: RepoFile) -> bool:
-    """A regular file with the listed size already at the file's place (as `hf download --local-dir` leaves it)."""
-    try:
-        return (local_dir / f.path).is_file() and not (local_dir / f.path).is_symlink() and (
-            (local_dir / f.path).stat().st_size == f.size
-        )
-    except OSError:
-        return False
-
-
 def _transfer(
     opts: Options, rep: Reporter, client: HubClient, snap: Snapshot, todo: list[RepoFile]
 ) -> tuple[list[manifest.FileEntry], dict[str, dict[str, int]]]:
@@ -361,13 +348,7 @@ def _transfer(
     entries = []
     traffic: dict[str, dict[str, int]] = {}
     for u in found:
-        if u.source == reuse.IN_PLACE:
-            rep.info(f"{u.path}: already in place in {opts.local_dir}, verified")
-        elif u.linked:
-            rep.info(f"{u.path}: linked from {u.origin} ({reuse.WHERE[u.source]}), verified")
-        else:
-            why = f" (not linked: {u.no_link})" if u.no_link else ""
-            rep.info(f"{u.path}: copied from {u.origin} ({reuse.WHERE[u.source]}){why}, verified")
+        rep.info(u.describe())
         entry = manifest.FileEntry(u.path, u.size, u.sha256, True, source=u.source)
         entries.append(manifest.stamp(opts.local_dir, entry))
         traffic[u.path] = {"fetched_bytes": 0, "resumed_from": 0, "copied_bytes": u.copied_bytes}
@@ -404,7 +385,6 @@ def _transfer(
         progress.close()
     for r in results:
         traffic[r.path] = {"fetched_bytes": r.fetched_bytes, "resumed_from": r.resumed_from}
-        # r.source: another run put the file in place while this one waited for it
         source = r.source or (reuse.PARTIAL if r.resumed_from else reuse.DOWNLOAD)
         entry = manifest.FileEntry(r.path, r.size, r.sha256, r.verified, source=source)
         entries.append(manifest.stamp(opts.local_dir, entry))

@@ -67,6 +67,13 @@ class Filed:
     changed: bool = False  # anything written at all (a blob, a pointer, a ref)
     notes: list[str] = field(default_factory=list)
 
+    def summary(self, written: str) -> str:
+        """One line: the snapshot folder and what was written (`written`: the bytes, as the report counts them)."""
+        if self.snapshot is None:
+            return f"not in the Hugging Face cache: {self.filed} of {self.total} files filed in {self.storage}"
+        did = f"{written} written" if self.changed else "already there, nothing written"
+        return f"also in the Hugging Face cache: {self.snapshot} ({did})"
+
 
 class _Unwritable(Exception):
     """The cache cannot be written here (read-only, another user's): stop filing, say it once."""

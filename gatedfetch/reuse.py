@@ -72,6 +72,14 @@ class Reused:
     linked: bool  # a hard link to `origin`'s real file (else a copy, or the file kept in place)
     no_link: str = ""  # with --link, why the bytes were copied instead (EXDEV, EPERM, …)
 
+    def describe(self) -> str:
+        if self.source == IN_PLACE:
+            return f"{self.path}: already in place, verified"
+        if self.linked:
+            return f"{self.path}: linked from {self.origin} ({WHERE[self.source]}), verified"
+        why = f" (not linked: {self.no_link})" if self.no_link else ""
+        return f"{self.path}: copied from {self.origin} ({WHERE[self.source]}){why}, verified"
+
     @property
     def copied_bytes(self) -> int:
         """Bytes this run wrote to put the file in place (a reflink counts too: the filesystem decides)."""
@@ -94,6 +102,15 @@ def etag(f: RepoFile) -> str | None:
     """The name huggingface_hub gives the file's blob: its sha256 (LFS) or git blob sha1 (small file)."""
     tag = f.sha256 or f.blob_sha1
     return tag.lower() if tag else None
+
+
+def in_place(local_dir: Path, f: RepoFile) -> bool:
+    """A regular file with the listed size at the file's place (as `hf download --local-dir` leaves it)."""
+    try:
+        st = (local_dir / f.path).lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == f.size
 
 
 def candidates(f: RepoFile, repo: str, reuse_from: Sequence[Path]) -> list[tuple[str, Path]]:
