@@ -86,6 +86,9 @@ def run(opts: Options, rep: Reporter) -> Outcome:
 
         return demo.run(opts, rep)
     if constants.HF_HUB_OFFLINE:
+        if opts.also_cache:  # filing needs the Hub's listing (blob names, the ref): nothing to do offline
+            rep.warn("--also-cache: HF_HUB_OFFLINE=1 only checks the local copy; nothing is filed into the Hugging "
+                     "Face cache (run again online to file it)")
         return flow.offline(opts, rep, endpoint)
     try:
         check_endpoint(endpoint, opts.allow_insecure, rep)

@@ -212,14 +212,14 @@ def _reuse_summary(entries: list[manifest.FileEntry], traffic: dict[str, dict[st
     return "; " + ", ".join(parts) + f", {human_bytes(downloaded)} downloaded"
 
 
-def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str:
-    """File the model into huggingface_hub's cache too; the snapshot folder written."""
-    from . import reuse
-    folder, written, notes = reuse.also_cache(snap, opts.local_dir, opts.link)
-    for note in notes:
+def _also_cache(opts: Options, rep: Reporter, snap: Snapshot) -> str | None:
+    """File the model into huggingface_hub's cache too; the snapshot folder, when every file is in it."""
+    from . import hf_cache
+    filed = hf_cache.also_cache(snap, opts.local_dir, opts.link, rep.info)
+    for note in filed.notes:
         rep.warn(note)
-    rep.info(f"also in the Hugging Face cache: {folder} ({human_bytes(written)} written)")
-    return str(folder)
+    rep.info(filed.summary(human_bytes(filed.written)))
+    return str(filed.snapshot) if filed.snapshot else None
 
 
 def identify(
@@ -321,11 +321,14 @@ def _check_layout(snap: Snapshot) -> None:
 def _check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) -> None:
     """Room and write access for what is to be fetched. With write=False (--check, --prepare) nothing is
     created: the nearest folder that exists must let us create the rest."""
+    from . import reuse
     from .transfer import partial_bytes
 
     work = manifest.work_dir(local_dir)
     needed = 0
     for f in todo:
+        if reuse.in_place(local_dir, f):
+            continue  # verified and kept before any byte is fetched (see reuse.py); a mismatch is worth one file
         key = f.sha256 or f.blob_sha1
         needed += max(0, f.size - (partial_bytes(work, key, f.size) if key else 0))
     if write:
@@ -369,10 +372,10 @@ def _transfer(
     entries = []
     traffic: dict[str, dict[str, int]] = {}
     for u in found:
-        rep.info(f"{u.path}: {'linked' if u.linked else 'copied'} from {u.origin} ({reuse.WHERE[u.source]}), verified")
+        rep.info(u.describe())
         entry = manifest.FileEntry(u.path, u.size, u.sha256, True, source=u.source)
         entries.append(manifest.stamp(opts.local_dir, entry))
-        traffic[u.path] = {"fetched_bytes": 0, "resumed_from": 0}
+        traffic[u.path] = {"fetched_bytes": 0, "resumed_from": 0, "copied_bytes": u.copied_bytes}
     done = {u.path for u in found}
     remote = []
     for f in (f for f in todo if f.path not in done):
@@ -406,7 +409,7 @@ def _transfer(
         progress.close()
     for r in results:
         traffic[r.path] = {"fetched_bytes": r.fetched_bytes, "resumed_from": r.resumed_from}
-        source = reuse.PARTIAL if r.resumed_from else reuse.DOWNLOAD
+        source = r.source or (reuse.PARTIAL if r.resumed_from else reuse.DOWNLOAD)
         entry = manifest.FileEntry(r.path, r.size, r.sha256, r.verified, source=source)
         entries.append(manifest.stamp(opts.local_dir, entry))
         if r.resumed_from:

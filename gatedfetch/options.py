@@ -39,6 +39,7 @@ environment:
   HF_HUB_ETAG_TIMEOUT    whole seconds to wait for each answer before the download (0 or unset: 30)
   HF_HUB_DOWNLOAD_TIMEOUT whole seconds; read by huggingface_hub, checked here (0 or unset: its default)
   HTTPS_PROXY, ALL_PROXY the proxy to go through (http://[user:pass@]host:port)
+  GATEDFETCH_LOCK_WAIT   --also-cache: seconds to wait in all for huggingface_hub's locks (default 90)
   PYTHON                 an interpreter to use instead of the project's .venv (setup.sh)
   GATEDFETCH_DEBUG=1     show a traceback (tokens masked) on an unexpected error
 """

@@ -9,10 +9,13 @@
                     from whoami; null when it was not asked (the re-run shortcut, offline) or not offered
     access_checked  true once the gated access was checked in this run
     commit          the resolved commit
-    files           [{path, size, sha256, verified, source, fetched_bytes?, resumed_from?}]
+    files           [{path, size, sha256, verified, source, fetched_bytes?, resumed_from?, copied_bytes?}]
+                    source: download | partial | hf-cache | reuse-from | in-place; copied_bytes (files
+                    reused in this run): bytes written to put it in place (0 for a hard link)
     local_complete  --check only: whether the local copy is already complete
     hf_cache_snapshot
-                    --also-cache only: the snapshot folder written in huggingface_hub's cache
+                    --also-cache only: the snapshot folder in huggingface_hub's cache, when every file
+                    is in it
     error           {kind, message, fix, details?} on failure
     warnings        every warning printed, in order
 """

@@ -1,34 +1,38 @@
-"""Bytes already on this machine: huggingface_hub's cache and other copies of the model, used only once verified.
+"""Bytes already on this machine: the target folder itself, huggingface_hub's cache and other copies of
+the model, used only once verified.
 
 Where a file's bytes may already be, in this order:
+  0. the file's own place in the target folder: one with the listed size whose hash matches is kept as it
+     is (source "in-place"), with or without a manifest of ours (a folder `hf download --local-dir` filled,
+     a `cp -r` of a finished target, a `touch`ed file); one that does not match is named in a warning and
+     replaced through the usual partial → verify → rename;
   1. the target folder's own partial: one that holds the whole file is finished by the transfer (no
      request); one that holds only part of it yields to a complete verified copy found below, which
      needs no network at all;
   2. huggingface_hub's cache (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`, as
      `huggingface_hub.constants` resolves them): `models--{org}--{name}/blobs/<etag>`, where the etag is
      the sha256 of an LFS file and the git blob sha1 of a small one
-     (https://huggingface.co/docs/huggingface_hub/guides/manage-cache);
+     (https://huggingface.co/docs/huggingface_hub/guides/manage-cache); in huggingface_hub 2.x that blob
+     may be a relative or absolute symlink into the shared store `<cache>/blobs/<2 hex>/<hash>`;
   3. each `--reuse-from DIR`, at the file's own path in the repo (another checkout's
-     `checkpoints/openaudio-s1-mini`, or a cache snapshot folder).
+     `checkpoints/openaudio-s1-mini`, or a cache snapshot folder of symlinks).
 
 A candidate is used only when its size, then its hash (sha256, or the git blob sha1 for a small file),
 match what the Hub lists for the wanted commit. One that does not is left exactly as it is and named in
 one warning. A used candidate comes into place through a temporary file beside the partials, verified,
-then `os.replace`d: a crash mid-copy leaves nothing half-made at the destination. With `--link` (and the
-same filesystem) the file becomes a hard link to the candidate: one inode, no copy, so editing either
-file in place changes both; nothing here ever writes to, moves or chmods a candidate.
+then `os.replace`d: a crash mid-copy leaves nothing half-made at the destination, and the next run
+removes the leftover (`sweep_copies`). With `--link` (and the same filesystem) the file becomes a hard
+link to the candidate's real file (symlinks resolved first): one inode, no copy, so editing either file
+in place changes both; what lands is checked to be that regular file, else the bytes are copied and the
+run says so. Nothing here ever writes to, moves or chmods a candidate.
 
-`also_cache` does the reverse: it files the model into huggingface_hub's cache layout (blobs/<etag>,
-snapshots/<commit>/<path> as relative symlinks to the blob, refs/<revision> holding the commit), so that
-`hf_hub_download(..., local_files_only=True)` and `HF_HUB_OFFLINE=1 hf download` find it offline.
+Filing the model into huggingface_hub's cache (`--also-cache`) is the other way round: see hf_cache.py.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import uuid
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +40,8 @@ from pathlib import Path
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from . import failures
 from .hub_client import RepoFile, Snapshot
+from .local_bytes import CHUNK, SourceError, copy_verified, device, link_verified
 from .transfer import partial as partial_mod
 from .transfer.fetch import safe_dest
 from .transfer.segments import Digest
@@ -46,12 +50,16 @@ DOWNLOAD = "download"
 HF_CACHE = "hf-cache"
 REUSE_FROM = "reuse-from"
 PARTIAL = "partial"
-SOURCES = (DOWNLOAD, HF_CACHE, REUSE_FROM, PARTIAL)
+IN_PLACE = "in-place"
+SOURCES = (DOWNLOAD, HF_CACHE, REUSE_FROM, PARTIAL, IN_PLACE)
 TARGET = "target"  # the target folder itself, as the source of --also-cache
-WHERE = {HF_CACHE: "the Hugging Face cache", REUSE_FROM: "a --reuse-from folder", TARGET: "the target folder"}
+WHERE = {
+    HF_CACHE: "the Hugging Face cache",
+    REUSE_FROM: "a --reuse-from folder",
+    IN_PLACE: "the target folder",
+    TARGET: "the target folder",
+}
 
-CHUNK = 1 << 20
-_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int); btrfs, XFS and bcachefs share extents on request
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,21 @@ class Reused:
     sha256: str  # of the content (always computed)
     source: str  # HF_CACHE | REUSE_FROM
     origin: Path  # the candidate the bytes came from
-    linked: bool  # a hard link to `origin` (else a copy)
+    linked: bool  # a hard link to `origin`'s real file (else a copy, or the file kept in place)
+    no_link: str = ""  # with --link, why the bytes were copied instead (EXDEV, EPERM, …)
+
+    def describe(self) -> str:
+        if self.source == IN_PLACE:
+            return f"{self.path}: already in place, verified"
+        if self.linked:
+            return f"{self.path}: linked from {self.origin} ({WHERE[self.source]}), verified"
+        why = f" (not linked: {self.no_link})" if self.no_link else ""
+        return f"{self.path}: copied from {self.origin} ({WHERE[self.source]}){why}, verified"
+
+    @property
+    def copied_bytes(self) -> int:
+        """Bytes this run wrote to put the file in place (a reflink counts too: the filesystem decides)."""
+        return 0 if self.linked or self.source == IN_PLACE else self.size
 
 
 def hub_cache() -> Path:
@@ -82,6 +104,15 @@ def etag(f: RepoFile) -> str | None:
     return tag.lower() if tag else None
 
 
+def in_place(local_dir: Path, f: RepoFile) -> bool:
+    """A regular file with the listed size at the file's place (as `hf download --local-dir` leaves it)."""
+    try:
+        st = (local_dir / f.path).lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == f.size
+
+
 def candidates(f: RepoFile, repo: str, reuse_from: Sequence[Path]) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     tag = etag(f)
@@ -97,14 +128,21 @@ def bring_all(
 ) -> tuple[list[Reused], list[str]]:
     """Put in place every file of `todo` whose verified bytes are already on this machine.
 
-    Returns what was reused and one warning per candidate that was found but not used."""
+    Returns what was reused (or kept in place) and one warning per candidate that was found but not used."""
     reused: list[Reused] = []
     notes: list[str] = []
+    sweep_copies(work_dir)
     for f in todo:
         tag = etag(f)
-        if not tag or partial_mod.bytes_on_disk(work_dir, tag, f.size) >= f.size:
-            continue  # nothing to verify against; or the partial already holds it all
+        if not tag:
+            continue  # nothing to verify against
         dest = safe_dest(local_dir, f.path)
+        kept = _keep_in_place(f, dest, work_dir, tag, snap.commit, notes)
+        if kept is not None:
+            reused.append(kept)
+            continue
+        if partial_mod.bytes_on_disk(work_dir, tag, f.size) >= f.size:
+            continue  # the partial already holds it all
         for source, cand in candidates(f, snap.repo, reuse_from):
             if _same_file(cand, dest):
                 continue
@@ -115,9 +153,82 @@ def bring_all(
     return reused, notes
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def sweep_copies(work_dir: Path) -> list[Path]:
+    """Remove the `.copy` files that no live run is writing: leftovers of a copy (or a hard link) killed
+    halfway, whatever their source is now. A live run holds the content's lock while its copy exists."""
+    removed: list[Path] = []
     try:
-        return a.samefile(b)
+        leftovers = sorted((work_dir / "partial").glob("*.copy"))
+    except OSError:
+        return removed
+    for copy in leftovers:
+        key = copy.name.split(".", 1)[0]
+        lock = FileLock(str(partial_mod.lock_path(work_dir, key)), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except (LockTimeout, OSError):
+            continue  # a run is bringing this content in now (or the lock cannot be taken: leave it)
+        try:
+            copy.unlink(missing_ok=True)
+            removed.append(copy)
+        except OSError:
+            pass
+        finally:
+            lock.release()
+    return removed
+
+
+def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: str, notes: list[str]) -> Reused | None:
+    """The file already at its place with the listed size, when its hash matches (under the content's lock,
+    so that a concurrent run's transfer trusts it through the marker). A symlink is never kept: it is a
+    pointer to bytes elsewhere, replaced by the file itself."""
+    try:
+        st = dest.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
+        return None
+    lock = FileLock(str(partial_mod.lock_path(work_dir, tag)), thread_local=False)
+    try:
+        partial_mod.lock_path(work_dir, tag).parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire(timeout=0)
+    except LockTimeout:
+        return None  # another run is fetching or bringing it in: the transfer waits for it
+    except OSError as exc:
+        raise partial_mod.disk_failure(exc, work_dir / "locks", 0) from None
+    try:
+        marker = partial_mod.marker_path(work_dir, tag, f.path)
+        done = partial_mod.read_marker(marker, f.path, f.size, dest)
+        if done is not None and done[1]:  # verified when it was put there, unchanged since: no need to hash
+            return Reused(f.path, f.size, done[0], IN_PLACE, dest, False)
+        digest = Digest(f.size, f.sha256, f.blob_sha1)
+        try:
+            with open(dest, "rb", buffering=0) as src:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+            after = dest.lstat()
+        except OSError as exc:
+            notes.append(f"{f.path}: could not read the file in place at {dest} ({exc.strerror or exc}); replacing it")
+            return None
+        if (after.st_ino, after.st_size, after.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+            return None  # it changed while it was read: fetch it as any other
+        mismatch = digest.mismatch()
+        bad = (mismatch[0] if mismatch else None) if digest.checked else "hash (the Hub lists none)"
+        if bad is not None:
+            notes.append(f"{f.path}: the file in place at {dest} does not match: its {bad} is not the one "
+                         f"the Hub lists for commit {commit[:10]}; replacing it")
+            return None
+        sha = digest.sha256.hexdigest()
+        partial_mod.write_marker(marker, f.path, dest, sha, True, IN_PLACE)
+        return Reused(f.path, f.size, sha, IN_PLACE, dest, False)
+    finally:
+        lock.release()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """`a` is the regular file at `b` (not merely what a symlink at `b` points to)."""
+    try:
+        return not b.is_symlink() and a.samefile(b)
     except OSError:
         return False
 
@@ -139,11 +250,10 @@ def _bring_locked(
         raise partial_mod.disk_failure(exc, work_dir / "locks", 0) from None
     try:
         copy = partial_mod.partial_path(work_dir, tag).with_suffix(".copy")
-        got = _bring(f, source, cand, dest, copy, link, commit, notes)
+        got = bring_one(f, source, cand, dest, copy, link, commit, notes)
         if got is not None:
-            partial_mod.write_marker(
-                partial_mod.marker_path(work_dir, tag, f.path), f.path, dest, got.sha256, True
-            )
+            marker = partial_mod.marker_path(work_dir, tag, f.path)
+            partial_mod.write_marker(marker, f.path, dest, got.sha256, True, got.source)
             stale = partial_mod.partial_path(work_dir, tag)  # this machine's earlier partial of this content
             stale.unlink(missing_ok=True)
             stale.with_suffix(".pieces").unlink(missing_ok=True)
@@ -152,18 +262,23 @@ def _bring_locked(
         lock.release()
 
 
-def _bring(
+def bring_one(
     f: RepoFile, source: str, cand: Path, dest: Path, tmp: Path, link: bool, commit: str, notes: list[str],
     instead: str = "downloading it instead",
 ) -> Reused | None:
-    """Verify `cand` and put it at `dest` through `tmp`; None (and a note, if it exists) when it is not usable."""
+    """Verify `cand` and put it at `dest` through `tmp`; None (and a note, if it exists) when it is not usable.
+
+    `cand` may be a symlink (a huggingface_hub 2.x blob into the shared store, a snapshot pointer, relative or
+    absolute): its real file is what is read, and what a hard link points to."""
+    real = Path(os.path.realpath(cand))
     try:
-        st = cand.stat()
+        st = real.stat()
     except OSError:
-        return None  # not there: nothing to say
+        return None  # not there (or a dangling symlink): nothing to say
     where = WHERE[source]
-    if not os.path.isfile(cand):
+    if not stat.S_ISREG(st.st_mode):
         return None
+
     def ignored(why: str) -> None:
         notes.append(f"{f.path}: ignored {cand} from {where}: {why} for commit {commit[:10]}; {instead} "
                      "(the copy there was left as it is)")
@@ -176,13 +291,15 @@ def _bring(
         tmp.unlink(missing_ok=True)  # an earlier run's, stopped mid-copy
     except OSError as exc:
         raise partial_mod.disk_failure(exc, tmp.parent, f.size) from None
-    same_fs = _device(tmp.parent) == st.st_dev
+    no_link = ""
     try:
-        if link and same_fs:
-            digest, linked = _link_verified(f, cand, st, tmp), True
+        if link and device(tmp.parent) != st.st_dev:
+            no_link = "it is on another filesystem"
+        if link and not no_link:
+            digest, no_link = link_verified(f, real, st, tmp)
         else:
-            digest, linked = _copy_verified(f, cand, tmp), False
-    except _SourceError as exc:
+            digest = copy_verified(f, real, tmp)
+    except SourceError as exc:
         tmp.unlink(missing_ok=True)
         notes.append(f"{f.path}: could not read {cand} from {where} ({exc}); {instead}")
         return None
@@ -205,151 +322,5 @@ def _bring(
         raise partial_mod.disk_failure(exc, dest.parent, f.size) from None
     partial_mod.fsync_dir(dest.parent)
     assert digest is not None
-    return Reused(f.path, f.size, digest.sha256.hexdigest(), source, cand, linked)
-
-
-class _SourceError(Exception):
-    """The candidate could not be read (its disk, its permissions): skip it, download instead."""
-
-
-def _device(folder: Path) -> int:
-    try:
-        return folder.stat().st_dev
-    except OSError:
-        return -1
-
-
-def _link_verified(f: RepoFile, cand: Path, before: os.stat_result, tmp: Path) -> Digest | None:
-    """Hash the candidate, then hard-link it at `tmp`; None when it changed meanwhile (size, time, inode)."""
-    digest = Digest(f.size, f.sha256, f.blob_sha1)
-    try:
-        with open(cand, "rb", buffering=0) as src:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-        os.link(cand, tmp)
-        after = tmp.stat()
-    except OSError as exc:
-        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP) and not tmp.exists():
-            return _copy_verified(f, cand, tmp)  # the filesystem allows no link here: copy instead
-        raise _SourceError(exc.strerror or type(exc).__name__) from None
-    same = (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
-    return digest if same else None
-
-
-def _copy_verified(f: RepoFile, cand: Path, tmp: Path) -> Digest:
-    """Copy `cand` to `tmp` and hash it on the way: a reflink (shared extents, no bytes copied) where the
-    filesystem offers one, then the hash reads the clone; else one read-hash-write pass. fsync'ed."""
-    digest = Digest(f.size, f.sha256, f.blob_sha1)
-    try:
-        src = os.open(cand, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _SourceError(exc.strerror or type(exc).__name__) from None
-    try:
-        try:
-            out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise partial_mod.disk_failure(exc, tmp.parent, f.size) from None
-        try:
-            if _reflink(src, out):
-                _hash_fd(out, digest)
-            else:
-                _copy_fd(src, out, digest, tmp.parent, f.size)
-            os.fsync(out)
-        except OSError as exc:
-            raise partial_mod.disk_failure(exc, tmp.parent, f.size) from None
-        finally:
-            os.close(out)
-    finally:
-        os.close(src)
-    return digest
-
-
-def _reflink(src: int, out: int) -> bool:
-    try:
-        fcntl.ioctl(out, _FICLONE, src)
-        return True
-    except OSError:  # not Linux, another filesystem, across filesystems: copy the bytes
-        return False
-
-
-def _hash_fd(fd: int, digest: Digest) -> None:
-    pos = 0
-    while chunk := os.pread(fd, CHUNK, pos):
-        digest.update(chunk)
-        pos += len(chunk)
-
-
-def _copy_fd(src: int, out: int, digest: Digest, folder: Path, size: int) -> None:
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    while True:
-        try:
-            n = os.readv(src, [buf])
-        except OSError as exc:
-            raise _SourceError(exc.strerror or type(exc).__name__) from None
-        if not n:
-            return
-        digest.update(view[:n])
-        done = 0
-        while done < n:
-            try:
-                done += os.write(out, view[done:n])
-            except OSError as exc:
-                raise partial_mod.disk_failure(exc, folder, size) from None
-
-
-# -- the other way: into huggingface_hub's cache ----------------------------------------------------
-
-
-def also_cache(snap: Snapshot, local_dir: Path, link: bool) -> tuple[Path, int, list[str]]:
-    """File every file of `snap` (verified in `local_dir`) into huggingface_hub's cache, as
-    `huggingface_hub.file_download` lays it out; the snapshot folder, bytes written and notes."""
-    storage = repo_cache(snap.repo)
-    locks = hub_cache() / ".locks" / storage.name
-    snapshot = storage / "snapshots" / snap.commit
-    written = 0
-    notes: list[str] = []
-    for f in snap.files:
-        tag = etag(f)
-        if not tag:
-            notes.append(f"{f.path}: the Hub lists no hash for it, so it has no blob name: not put in the cache")
-            continue
-        blob = storage / "blobs" / tag
-        pointer = safe_dest(snapshot, f.path)
-        try:
-            locks.mkdir(parents=True, exist_ok=True)
-            # huggingface_hub's own lock for this blob (file_download.py: .locks/<repo folder>/<etag>.lock)
-            with FileLock(str(locks / f"{tag}.lock"), mode=0o664):
-                if not blob.is_file():
-                    tmp = blob.with_name(f"{tag}.{uuid.uuid4().hex[:8]}.incomplete")  # as the library names it
-                    src = safe_dest(local_dir, f.path)
-                    got = _bring(f, TARGET, src, blob, tmp, link, snap.commit, notes, "not put in the cache")
-                    if got is None:
-                        continue
-                    written += 0 if got.linked else f.size
-                _symlink(blob, pointer)
-        except OSError as exc:
-            notes.append(f"{f.path}: could not be put in the cache at {storage} ({exc.strerror or exc})")
-        except failures.DiskFailure as exc:  # the model itself is ready: a full cache disk is worth a warning
-            notes.append(f"{f.path}: could not be put in the cache at {storage} ({exc.message})")
-    if snap.revision != snap.commit:
-        ref = storage / "refs" / snap.revision
-        try:
-            ref.parent.mkdir(parents=True, exist_ok=True)
-            tmp_ref = ref.with_name(f"{ref.name}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp_ref.write_text(snap.commit)  # no newline: the library reads the file whole
-            os.replace(tmp_ref, ref)
-        except OSError as exc:
-            notes.append(f"could not record {snap.revision} → {snap.commit[:10]} in {ref} ({exc.strerror or exc})")
-    return snapshot, written, notes
-
-
-def _symlink(blob: Path, pointer: Path) -> None:
-    """snapshots/<commit>/<path> → ../../blobs/<etag> (relative, one more ../ per folder in the path)."""
-    target = os.path.relpath(blob, pointer.parent)
-    if os.path.islink(pointer) and os.readlink(pointer) == target:
-        return
-    pointer.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pointer.with_name(f".{pointer.name}.{uuid.uuid4().hex[:8]}.tmp")
-    os.symlink(target, tmp)
-    os.replace(tmp, pointer)
+    linked = link and not no_link
+    return Reused(f.path, f.size, digest.sha256.hexdigest(), source, cand, linked, no_link if link else "")

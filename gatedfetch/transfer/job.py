@@ -39,6 +39,7 @@ class FileResult:
     fetched_bytes: int  # bytes received over the network in this run
     resumed_from: int  # bytes reused from a partial file of an earlier run
     notes: tuple[str, ...] = ()  # warnings for the user (the file is good)
+    source: str = ""  # when another run put the file in place meanwhile: where it got the bytes (else "")
 
 
 class Cancelled(Exception):
@@ -90,7 +91,7 @@ class Job:
         done = partial_mod.read_marker(self.marker, self.rf.path, self.rf.size, self.dest)
         if done is not None:  # completed by another process while we waited, or by an earlier run
             self.progress.start_file(self.rf.path, self.rf.size, self.rf.size)
-            self._done(FileResult(self.rf.path, self.rf.size, done[0], done[1], 0, 0))
+            self._done(FileResult(self.rf.path, self.rf.size, done[0], done[1], 0, 0, source=done[2] or "download"))
             return True
         try:
             partial_mod.adopt(self.work_dir, self.key, self.rf.size)
@@ -245,7 +246,8 @@ class Job:
         hasher.stop()
         self.hasher = None
         self.partial.finish(self.dest)
-        note = partial_mod.write_marker(self.marker, self.rf.path, self.dest, got, verified)
+        source = "partial" if self.resumed_from else "download"
+        note = partial_mod.write_marker(self.marker, self.rf.path, self.dest, got, verified, source)
         notes = (note,) if note else ()
         self._done(FileResult(self.rf.path, self.rf.size, got, verified, self.fetched, self.resumed_from, notes))
         return True

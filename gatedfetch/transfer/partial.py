@@ -404,9 +404,12 @@ def marker_path(work_dir: Path, key: str, path: str) -> Path:
     return work_dir / "done" / f"{key}-{hashlib.sha256(path.encode()).hexdigest()[:16]}.json"
 
 
-def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: bool) -> str | None:
-    """Record that `dest` holds these verified bytes; what went wrong, when the marker could not be written (the
-    file itself is in place and good: a run that waited on its lock will only fetch it once more)."""
+def write_marker(
+    marker: Path, path: str, dest: Path, sha256: str, verified: bool, source: str = ""
+) -> str | None:
+    """Record that `dest` holds these verified bytes, and where they came from (download, partial, hf-cache, …)
+    for a run that finds them done; what went wrong, when the marker could not be written (the file itself is
+    in place and good: a run that waited on its lock will only fetch it once more)."""
     try:
         st = dest.stat()
         doc = {
@@ -414,6 +417,7 @@ def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: boo
             "size": st.st_size,
             "sha256": sha256,
             "verified": verified,
+            "source": source,
             "dev": st.st_dev,
             "ino": st.st_ino,
             "mtime_ns": st.st_mtime_ns,
@@ -429,8 +433,9 @@ def write_marker(marker: Path, path: str, dest: Path, sha256: str, verified: boo
     return None
 
 
-def read_marker(marker: Path, path: str, size: int, dest: Path) -> tuple[str, bool] | None:
-    """(sha256, verified) of `dest` when the marker still describes it, else None."""
+def read_marker(marker: Path, path: str, size: int, dest: Path) -> tuple[str, bool, str] | None:
+    """(sha256, verified, source) of `dest` when the marker still describes it, else None (source: "" when
+    the marker predates it)."""
     try:
         doc = json.loads(marker.read_text())
         st = dest.stat()
@@ -446,4 +451,5 @@ def read_marker(marker: Path, path: str, size: int, dest: Path) -> tuple[str, bo
         and doc.get("mtime_ns") == st.st_mtime_ns
         and isinstance(doc.get("sha256"), str)
     )
-    return (doc["sha256"], bool(doc.get("verified"))) if same else None
+    source = doc.get("source")
+    return (doc["sha256"], bool(doc.get("verified")), source if isinstance(source, str) else "") if same else None
