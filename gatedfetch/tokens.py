@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import stat
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,12 @@ class Resolution:
 
 
 
+
+
+def read_stdin() -> str:
+    """What standard input holds, up to 64 KiB (a token is 37 characters; more is the wrong input)."""
+    data = sys.stdin.buffer.read(64 * 1024) if sys.stdin is not None else b""
+    return data.decode("utf-8", errors="replace")
 
 
 def clean(raw: str, source: str, warnings: list[str]) -> str:

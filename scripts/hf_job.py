@@ -281,7 +281,7 @@ def run(args: Args, rep: Reporter) -> int:
     from huggingface_hub import HfApi, JobHardware, constants
     from huggingface_hub.errors import HfHubHTTPError
 
-    from gatedfetch import bounded, cli, flow, options
+    from gatedfetch import authorize, bounded, cli, options
     from gatedfetch.hub_client import HubClient
 
     model, revision = check_setup_args(args.setup_args)
@@ -305,10 +305,10 @@ def run(args: Args, rep: Reporter) -> int:
         quiet=False,
         allow_insecure=False,
     )
-    found = flow.find_token(opts, rep)
+    found = authorize.find_token(opts, rep)
     bounded.install_timeouts()
     client = HubClient(endpoint, found.token, found.source, say=rep.info)
-    who, _ = flow.authorize(client, found, model, revision, rep)
+    who, _ = authorize.authorize(client, found, model, revision, rep)
     bounded.end_of_phase()  # the checks are done; the Jobs calls below keep only their per-request bounds
 
     spec = JobSpec(

@@ -623,7 +623,7 @@ def test_keep_alive_and_stop_closes_connections(hub_data: Path) -> None:
 
 
 def test_unknown_routes_are_plain_404(hub: TestHub) -> None:
-    for path in ("/api/agent-harnesses", "/api/nothing", "/nothing"):
+    for path in ("/api/nothing", "/nothing", "/api/agent-harnesses/x"):
         status, h, _ = raw(hub.url, "GET", path)
         assert status == 404 and "x-error-code" not in h, path
     status, _, _ = raw(hub.cdn_url, "GET", "/repos/aa/bb/" + "0" * 64)

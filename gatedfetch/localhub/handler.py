@@ -7,16 +7,35 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .faults import Fault, Req
-from .world import FileSpec, Repo, User, gated_message
+from .faults import Fault, Req, Settings
+from .world import FileSpec, Repo, User, World, gated_message
 
-if TYPE_CHECKING:
-    from .server import LocalHub
+
+class HubState(Protocol):
+    """What a handler uses of the hub that serves it (server.LocalHub), named here so that this module, the
+    routes and the CDN need nothing from the server module (no import cycle)."""
+
+    url: str
+    cdn_url: str
+    world: World
+    settings: Settings
+    lock: threading.Lock
+    stopping: threading.Event
+    extra_routes: dict[str, Callable[[Any, str, list[str]], None]]
+
+    def record(self, req: Req) -> None: ...
+    def take_fault(self, server: str, method: str, target: str) -> Fault | None: ...
+    def sign(self, sha256: str, byte_range: str, expires: int) -> str: ...
+    def add_fault(self, match: str, **kw: Any) -> Any: ...
+    def clear_faults(self) -> None: ...
+    def clear_requests(self) -> None: ...
 
 _INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 
@@ -48,7 +67,7 @@ def repo_not_found() -> Refusal:
 
 
 class Handler(BaseHTTPRequestHandler):
-    hub: LocalHub
+    hub: HubState
     server_name: str
     protocol_version = "HTTP/1.1"
     server_version = "LocalHub/1.0"
