@@ -16,6 +16,7 @@ from typing import NoReturn
 from . import failures
 from .failures import EXIT_MEANINGS
 from .places import PROJECT_DIR
+from .secret import TOKEN_VARIABLES
 
 DEFAULT_MODEL = "fishaudio/openaudio-s1-mini"
 DEFAULT_LOCAL_DIR = PROJECT_DIR / "checkpoints" / "openaudio-s1-mini"
@@ -23,7 +24,6 @@ HUB_ENDPOINT = "https://huggingface.co"
 DEFAULT_CONNECTIONS = 16  # a CDN caps each connection (40-90 MB/s reported for the Hub's): many streams fill a link
 MAX_CONNECTIONS = 64  # hf_xet's own ceiling
 CONNECTIONS_VARIABLE = "GATEDFETCH_CONNECTIONS"
-TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")  # huggingface_hub's, in its order of precedence
 
 ENVIRONMENT_HELP = """\
 environment:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+# The environment variables that hold a token, in huggingface_hub's order of precedence (setup.sh reads the same,
+# in the same order: tests/test_house.py checks).
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{34}")  # a user access token: "hf_" and 34 letters and digits
 
 # The password of a URL's user info (HF_ENDPOINT=https://user:password@mirror): shown as ****.

@@ -27,12 +27,11 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from . import failures
-from .secret import TOKEN_SHAPE
+from .secret import TOKEN_SHAPE, TOKEN_VARIABLES
 
 _QUOTES = "'\"`"
 _PLACEHOLDER_WORDS = ("your", "token_here", "tokenhere", "changeme", "replace", "insert", "paste", "example")
 
-ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # A .env holds a few lines; a bigger file is the wrong one (a log, /dev/zero through a link): read at most this + 1.
 ENV_FILE_LIMIT = 1024 * 1024
 _TOKEN_LINE = re.compile(rb"""\s*(?:export\s+)?['"]?(?:HF_TOKEN|HUGGING_FACE_HUB_TOKEN)['"]?\s*=""")
@@ -164,7 +163,7 @@ def read_env_file(path: Path, warnings: list[str]) -> str | None:
     if data is None:
         return None
     values = _parse_dotenv(_decode_env(data, path, warnings), path, warnings)
-    for key in ENV_VARS:
+    for key in TOKEN_VARIABLES:
         value = values.get(key)
         if value:
             return value
@@ -295,7 +294,7 @@ def resolve(
     if stdin_value is not None:
         # setup.sh pipes a token it found in the environment (and takes it out of ours): still the "env" source.
         sources.append((stdin_kind, stdin_variable, stdin_source, lambda: stdin_value))
-    var = next((name for name in ENV_VARS if environ.get(name)), "")
+    var = next((name for name in TOKEN_VARIABLES if environ.get(name)), "")
     if var:
         value = environ[var]
         sources.append(("env", var, f"{var} from the environment", lambda: value))

@@ -264,3 +264,19 @@ def test_huggingface_hub_left_alone_asks_for_the_agent_registry_and_caches_it(en
     subprocess.run([sys.executable, "-c", code], env=environ, check=True, capture_output=True)
     assert any("agent-harnesses" in q.path for q in env.hub.requests)
     assert (home / ".cache" / "huggingface" / ".agent_harnesses.json").exists()
+
+
+def test_a_corrupt_manifest_beside_a_complete_copy_costs_a_warning_not_a_download(
+    env: Env, tokens: dict[str, str]
+) -> None:
+    token = {"HF_TOKEN": tokens["accepted_read"]}
+    assert env.run(env=token).code == 0
+    path = manifest.path_of(env.out_dir)
+    path.write_text('{"version": 1, "files": [')  # cut short, as by a full disk or a crash mid-write
+    env.hub.clear_requests()
+    r = env.run("--json", env=token)
+    assert r.code == 0, r.err
+    assert r.err.count(f"{path} cannot be read") == 1
+    assert env.hub.bytes_sent() == 0  # every file verified in place, none fetched
+    assert {f["source"] for f in r.json()["files"]} == {"in-place"}
+    assert manifest.load(env.out_dir) is not None  # a new manifest
