@@ -4,7 +4,7 @@ the revision's listing side by side, then the gated-access check. The setup and 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import failures, prompt, secret, tokens
 from .hub_client import HubClient, Identity, Snapshot
@@ -57,41 +57,49 @@ def look_for_token(opts: Options, rep: Reporter, *, ask: bool) -> tokens.Found |
     return res.found
 
 
-def identify(
-    client: HubClient, found: tokens.Found, model: str, revision: str, rep: Reporter
-) -> tuple[Identity | None, Snapshot]:
-    """Who the token is and what the revision holds (exit 4 for a token the Hub refuses, 6, 7)."""
-    # whoami and the revision's listing do not depend on each other: ask both at once (one round trip less).
-    # whoami's verdict comes first: an invalid token is the cause to name even when the listing failed too.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatedfetch-snapshot") as pool:
-        listing = pool.submit(client.snapshot, model, revision)
-        try:
-            who = client.whoami(switch_hint(found))
-        except BaseException:
-            listing.cancel()
-            raise
-        snap = listing.result()
-    _report_identity(who, rep, client)
-    if found.kind == "prompt" and prompt.ask_yes("Save this token as your stored login (like `hf auth login`)?"):
-        rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
-    for note in snap.notes:
-        rep.warn(note)
-    return who, snap
+class Checks:
+    """whoami, the revision's listing and the access check: none needs another's answer, so all three are asked at
+    once (one round trip, not three) and judged in order, whoami's verdict first: an invalid token is the cause to
+    name even when the others failed too. Use as a context manager; `identify`, then `permit`."""
 
+    def __init__(self, client: HubClient, found: tokens.Found, model: str, revision: str) -> None:
+        self.client, self.found, self.model = client, found, model
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gatedfetch-check")
+        self._listing = self._pool.submit(client.snapshot, model, revision)
+        self._access: Future[BaseException | None] = self._pool.submit(client.ask_access, model)
 
-def permit(client: HubClient, model: str, who: Identity | None, snap: Snapshot, rep: Reporter) -> None:
-    """Whether this token may read the gated repo; raises the precise refusal (exit 5)."""
-    for note in client.check_access(model, snap, who):
-        rep.warn(note)
-    rep.info(f"access: granted to {who.name if who else 'this token'} for {model}@{snap.commit[:10]}")
+    def __enter__(self) -> Checks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)  # each request is bounded (bounded.py)
+
+    def identify(self, rep: Reporter) -> tuple[Identity | None, Snapshot]:
+        """Who the token is and what the revision holds (exit 4 for a token the Hub refuses, 6, 7)."""
+        who = self.client.whoami(switch_hint(self.found))
+        snap = self._listing.result()
+        _report_identity(who, rep, self.client)
+        found = self.found
+        if found.kind == "prompt" and prompt.ask_yes("Save this token as your stored login (like `hf auth login`)?"):
+            rep.info(f"token: saved as the stored login in {prompt.save_login(found.token)} (mode 0600)")
+        for note in snap.notes:
+            rep.warn(note)
+        return who, snap
+
+    def permit(self, who: Identity | None, snap: Snapshot, rep: Reporter) -> None:
+        """Whether this token may read the gated repo; raises the precise refusal (exit 5)."""
+        for note in self.client.check_access(self.model, snap, who, self._access):
+            rep.warn(note)
+        rep.info(f"access: granted to {who.name if who else 'this token'} for {self.model}@{snap.commit[:10]}")
 
 
 def authorize(
     client: HubClient, found: tokens.Found, model: str, revision: str, rep: Reporter
 ) -> tuple[Identity | None, Snapshot]:
     """The one authorization step, for callers that need no facts on the way (the Jobs launcher)."""
-    who, snap = identify(client, found, model, revision, rep)
-    permit(client, model, who, snap, rep)
+    with Checks(client, found, model, revision) as checks:
+        who, snap = checks.identify(rep)
+        checks.permit(who, snap, rep)
     return who, snap
 
 

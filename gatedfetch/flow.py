@@ -5,7 +5,7 @@ Each step is a module of its own (authorize, layout, acquire, manifest); this on
 from __future__ import annotations
 
 from . import failures, manifest, secret, tokens
-from .authorize import find_token, identify, look_for_token, permit
+from .authorize import Checks, find_token, look_for_token
 from .bounded import end_of_phase, install_timeouts
 from .hub_client import HubClient
 from .layout import check_disk, check_layout, plan
@@ -101,10 +101,12 @@ def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | No
 
                     out.hf_cache_snapshot = acquire.also_cache(opts, rep, snap)
                 return out.done()
-        who, snap = identify(client, found, opts.model, opts.revision, rep)
-        out.user, out.token_role, out.commit = (who.name, who.role, snap.commit) if who else (None, None, snap.commit)
-        permit(client, opts.model, who, snap, rep)
-        out.access_checked = True
+        with Checks(client, found, opts.model, opts.revision) as checks:
+            who, snap = checks.identify(rep)
+            out.user, out.token_role = (who.name, who.role) if who else (None, None)
+            out.commit = snap.commit
+            checks.permit(who, snap, rep)
+            out.access_checked = True
 
         check_layout(snap)
         todo, kept = plan(opts.local_dir, previous, snap)

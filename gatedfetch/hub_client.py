@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -213,8 +214,20 @@ class HubClient:
 
     # -- access -----------------------------------------------------------------------------
 
-    def check_access(self, repo: str, snap: Snapshot, who: Identity | None) -> list[str]:
-        """Raise the precise refusal, or return notes on what could not be checked."""
+    def ask_access(self, repo: str) -> BaseException | None:
+        """The access check's answer (None: granted), asked before it is judged: side by side with whoami and the
+        listing, so the three cost one round trip (`check_access` judges it once who and what are known)."""
+        try:
+            self._call(f"the access check for {repo}", lambda: self.api.auth_check(repo, token=self._tok()))
+        except (HfHubHTTPError, failures.Failure) as exc:
+            return exc
+        return None
+
+    def check_access(
+        self, repo: str, snap: Snapshot, who: Identity | None, answer: Future[BaseException | None] | None = None
+    ) -> list[str]:
+        """Raise the precise refusal, or return notes on what could not be checked. `answer`: the access check
+        already asked (`ask_access`); else it is asked now."""
         user = who.name if who else "this token's user"
         if (
             snap.gated
@@ -224,8 +237,10 @@ class HubClient:
             and repo not in who.scoped
         ):
             raise failures.gated_token_permission(repo, user)
+        refused = answer.result() if answer is not None else self.ask_access(repo)
         try:
-            self._call(f"the access check for {repo}", lambda: self.api.auth_check(repo, token=self._tok()))
+            if refused is not None:
+                raise refused
             return []
         except GatedRepoError as exc:
             raise self.classify(exc, repo, snap.revision, user) from None
