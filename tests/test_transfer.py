@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gatedfetch import failures, transfer
+from gatedfetch import failures, settings, transfer
 from gatedfetch.localhub import Fault, Faults, Req
 from gatedfetch.localhub import Settings as HubSettings
 from gatedfetch.progress import make_progress
@@ -190,8 +190,10 @@ def hub() -> Iterator[FakeHub]:
 
 @pytest.fixture(autouse=True)
 def fast(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Small buffers (so a reset or a kill lands mid-file) and recorded, near-instant backoff."""
+    """Small buffers (so a reset or a kill lands mid-file) and recorded, near-instant backoff (the delays asked
+    are the product's own)."""
     sleeps: list[float] = []
+    settings.use(settings.Settings())
 
     def record(seconds: float, cancel: threading.Event | None) -> None:
         sleeps.append(seconds)
@@ -385,7 +387,7 @@ def test_503_twice_then_success(hub: FakeHub, tmp_path: Path, fast: list[float])
     hub.faults.add(Fault("model.pth", status=503, times=2))
     r = fetch(hub, tmp_path)
     assert r.verified and len(hub.gets("origin")) == 3
-    assert fast == [fetch_mod.BACKOFF_BASE, fetch_mod.BACKOFF_BASE * 2]
+    assert fast == [0.5, 1.0]  # settings.Settings().backoff_base, then twice that
 
 
 def test_429_retry_after_is_honoured(hub: FakeHub, tmp_path: Path, fast: list[float]) -> None:
