@@ -188,6 +188,41 @@ def tokens() -> dict[str, str]:
     return dict(TOKENS)
 
 
+class Main:
+    """`auth_helper.py ARGS` in this process (the fast tier): `gatedfetch.cli.main` with the local hub as the
+    endpoint, a fresh HOME and no token in the environment; what it printed is captured at the descriptors, as a
+    user would read it."""
+
+    def __init__(self, hub: TestHub, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                 home: Path) -> None:
+        from huggingface_hub import constants
+
+        self.hub, self.capfd, self.home = hub, capfd, home
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setenv("HOME", str(home))
+        for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME", "HF_TOKEN_PATH"):
+            monkeypatch.delenv(var, raising=False)
+
+    def __call__(self, *args: str) -> Result:
+        from gatedfetch import cli
+
+        self.capfd.readouterr()
+        code = cli.main(list(args))
+        out, err = self.capfd.readouterr()
+        return Result(code, out, err)
+
+    def hub_calls(self) -> list[str]:
+        return [q.path for q in self.hub.requests if q.server == "hub"]
+
+
+@pytest.fixture
+def main(hub: TestHub, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Main:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(tmp_path)
+    return Main(hub, capfd, monkeypatch, home)
+
+
 def hub_content(hub: TestHub, revision: str = "main") -> dict[str, bytes]:
     return {p: f.data_path.read_bytes() for p, f in hub.repo(MODEL).files(revision).items()}
 
