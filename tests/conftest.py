@@ -236,8 +236,8 @@ def assert_no_secret(secret: str, *texts: str) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tiers: a test that runs `bash setup.sh` (it takes the `env` fixture) is end-to-end (`e2e`), as is one
-    marked so because it runs another program; the rest is the fast tier (`bash scripts/test.sh --fast`)."""
+    """The tiers: a test that runs `bash setup.sh` (it takes the `env` fixture, or `big_env`) is end-to-end (`e2e`),
+    as is one marked so because it runs another program; the rest is the fast tier (`bash scripts/test.sh --fast`)."""
     for item in items:
-        if "env" in getattr(item, "fixturenames", ()):
+        if {"env", "big_env"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)

@@ -254,11 +254,13 @@ def lock_check(project: Path) -> subprocess.CompletedProcess[str]:
                           text=True, stdin=subprocess.DEVNULL, timeout=60)
 
 
+@pytest.mark.e2e  # runs scripts/lock.sh
 def test_the_committed_locks_match_the_requirements_files(tmp_path: Path) -> None:
     r = lock_check(lock_project(tmp_path))
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.e2e  # runs scripts/lock.sh
 @pytest.mark.parametrize(
     ("edited", "stale"),
     [
