@@ -7,7 +7,6 @@ line saying what it waits for. The download has its own timeouts and retries (ga
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,21 +16,14 @@ from typing import Any
 import httpx2
 from huggingface_hub import set_client_factory
 
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 30.0  # per wait for bytes; HF_HUB_ETAG_TIMEOUT (huggingface_hub's own knob for metadata) overrides
-PHASE_ATTEMPTS = 3
-SPEAK_AFTER = 5.0  # a wait longer than this prints a line, and again every SPEAK_EVERY seconds
-SPEAK_EVERY = 10.0
+from .settings import PHASE_ATTEMPTS, current
+
+__all__ = ["PHASE_ATTEMPTS", "Deadline", "end_of_phase", "install_timeouts", "read_timeout", "speaking"]
 
 
 def read_timeout() -> float:
-    """HF_HUB_ETAG_TIMEOUT (checked by gatedfetch.environ: whole seconds), else READ_TIMEOUT; 0 is the default,
-    as in huggingface_hub."""
-    value = os.environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
-    try:
-        return float(int(value)) or READ_TIMEOUT
-    except ValueError:
-        return READ_TIMEOUT
+    """Per wait for bytes (30 s; HF_HUB_ETAG_TIMEOUT, huggingface_hub's own knob for metadata, overrides)."""
+    return current().read_timeout
 
 
 class Deadline:
@@ -81,7 +73,8 @@ def _bound_request(request: httpx2.Request) -> None:
     left = Deadline.left()
     if left is not None and left <= 0:
         raise httpx2.ConnectTimeout("no time left before the deadline", request=request)
-    bounds = {"connect": CONNECT_TIMEOUT, "read": read_timeout(), "write": READ_TIMEOUT, "pool": CONNECT_TIMEOUT}
+    connect = current().connect_timeout
+    bounds = {"connect": connect, "read": read_timeout(), "write": current().write_timeout, "pool": connect}
     for key, bound in bounds.items():
         value = given.get(key)
         value = bound if value is None else min(float(value), bound)
@@ -108,14 +101,14 @@ def _timeouts_client() -> httpx2.Client:
     return httpx2.Client(
         event_hooks=hooks,
         follow_redirects=True,
-        timeout=httpx2.Timeout(read_timeout(), connect=CONNECT_TIMEOUT),
+        timeout=httpx2.Timeout(read_timeout(), connect=current().connect_timeout),
     )
 
 
 def install_timeouts() -> None:
     """Bound every request huggingface_hub makes, and the whole phase before the download."""
     set_client_factory(_timeouts_client)
-    Deadline.start(PHASE_ATTEMPTS * read_timeout() + 10.0)  # 100 s by default: --prepare ends within 2 minutes
+    Deadline.start(current().phase_deadline)  # 100 s by default: --prepare ends within 2 minutes
 
 
 def end_of_phase() -> None:
@@ -125,7 +118,7 @@ def end_of_phase() -> None:
 
 @contextmanager
 def speaking(say: Callable[[str], None] | None, what: str, attempt: int, attempts: int) -> Iterator[None]:
-    """While the body runs: after SPEAK_AFTER seconds, and every SPEAK_EVERY after that, say what we wait for."""
+    """While the body runs: after `speak_after` seconds, and every `speak_every` after that, say what we wait for."""
     if say is None:
         yield
         return
@@ -133,11 +126,11 @@ def speaking(say: Callable[[str], None] | None, what: str, attempt: int, attempt
     started = time.monotonic()
 
     def watch() -> None:
-        pause = SPEAK_AFTER
+        pause = current().speak_after
         while not done.wait(pause):
             waited = time.monotonic() - started
             say(f"hub: still waiting for {what}: {waited:.0f} s so far (attempt {attempt} of {attempts})")
-            pause = SPEAK_EVERY
+            pause = current().speak_every
 
     watcher = threading.Thread(target=watch, name="gatedfetch-waiting", daemon=True)
     watcher.start()

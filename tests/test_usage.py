@@ -9,28 +9,37 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODEL, Env
+from gatedfetch import options
+from tests.conftest import MODEL, Env, Main
 
 
 def hub_calls(env: Env) -> list[str]:
     return [q.path for q in env.hub.requests if q.server == "hub"]
 
 
-@pytest.mark.parametrize("model", ["../x", "fishaudio/open--audio", "fishaudio/.hidden", "a/b c"])
-def test_a_bad_repo_id_is_a_usage_error_before_any_request(env: Env, tokens: dict[str, str], model: str) -> None:
-    r = env.run("--model", model, env={"HF_TOKEN": tokens["accepted_read"]})
+def test_setup_sh_ends_a_usage_error_with_exit_2_before_any_request(env: Env, tokens: dict[str, str]) -> None:
+    r = env.run("--model", "../x", env={"HF_TOKEN": tokens["accepted_read"]})
     assert r.code == 2, r.text
-    assert f"--model {model!r}" in r.err
+    assert "--model '../x'" in r.err
     assert "fix: pass it as owner/name" in r.err
     assert hub_calls(env) == []
 
 
+@pytest.mark.parametrize("model", ["../x", "fishaudio/open--audio", "fishaudio/.hidden", "a/b c"])
+def test_a_bad_repo_id_is_a_usage_error_before_any_request(main: Main, model: str) -> None:
+    r = main("--model", model, "--token-stdin")
+    assert r.code == 2, r.text
+    assert f"--model {model!r}" in r.err
+    assert "fix: pass it as owner/name" in r.err
+    assert main.hub_calls() == []
+
+
 @pytest.mark.parametrize("revision", ["main..dev", "/x", "a b", "refs/heads/", "x.lock", "@{1}"])
-def test_a_bad_revision_is_a_usage_error_before_any_request(env: Env, tokens: dict[str, str], revision: str) -> None:
-    r = env.run("--revision", revision, env={"HF_TOKEN": tokens["accepted_read"]})
+def test_a_bad_revision_is_a_usage_error_before_any_request(main: Main, revision: str) -> None:
+    r = main("--revision", revision, "--token-stdin")
     assert r.code == 2, r.text
     assert "cannot be a branch, tag or commit name" in r.err
-    assert hub_calls(env) == []
+    assert main.hub_calls() == []
 
 
 def test_a_commit_hash_and_a_pr_ref_are_fine_revisions(env: Env, tokens: dict[str, str]) -> None:
@@ -39,26 +48,32 @@ def test_a_commit_hash_and_a_pr_ref_are_fine_revisions(env: Env, tokens: dict[st
     assert r.code == 0, r.text
 
 
-def test_an_empty_local_dir_is_an_error(env: Env, tokens: dict[str, str]) -> None:
-    r = env.run("--local-dir", "", env={"HF_TOKEN": tokens["accepted_read"]})
+def test_an_empty_local_dir_is_an_error(main: Main, tmp_path: Path) -> None:
+    before = sorted(tmp_path.iterdir())
+    r = main("--local-dir", "", "--token-stdin")
     assert r.code == 2, r.text
     assert "--local-dir is empty" in r.err
-    assert not (env.project / "checkpoints").exists()
+    assert sorted(tmp_path.iterdir()) == before and main.hub_calls() == []
 
 
 @pytest.mark.parametrize("which", ["root", "home", "project"])
-def test_root_home_and_project_folders_are_refused_unless_forced(env: Env, tokens: dict[str, str], which: str) -> None:
-    folder = {"root": Path("/"), "home": env.home, "project": env.project}[which]
-    r = env.run("--check", "--local-dir", str(folder), env={"HF_TOKEN": tokens["accepted_read"]})
+def test_root_home_and_project_folders_are_refused_unless_forced(main: Main, which: str) -> None:
+    folder = {"root": Path("/"), "home": main.home, "project": options.PROJECT_DIR}[which]
+    r = main("--check", "--local-dir", str(folder), "--token-stdin")
     assert r.code == 2, r.text
     assert "the model's files would mix with everything else there" in r.err
     assert "--force-local-dir" in r.err
-    assert hub_calls(env) == []
-    if which != "root":  # a --check with the flag goes on (and, being a check, writes nothing)
-        token = {"HF_TOKEN": tokens["accepted_read"]}
-        forced = env.run("--check", "--force-local-dir", "--local-dir", str(folder), env=token)
-        assert forced.code == 0, forced.text
-        assert not (folder / ".gatedfetch").exists()
+    assert main.hub_calls() == []
+    if which != "root":
+        assert options.parse(["--check", "--force-local-dir", "--local-dir", str(folder)]).local_dir == folder
+
+
+def test_a_forced_check_in_the_project_folder_goes_on_and_writes_nothing(env: Env, tokens: dict[str, str]) -> None:
+    token = {"HF_TOKEN": tokens["accepted_read"]}
+    forced = env.run("--check", "--force-local-dir", "--local-dir", str(env.project), env=token)
+    assert forced.code == 0, forced.text
+    assert "HF_TOKEN from the environment" in forced.err
+    assert not (env.project / ".gatedfetch").exists()
 
 
 def test_check_writes_nothing(env: Env, tokens: dict[str, str], tmp_path: Path) -> None:

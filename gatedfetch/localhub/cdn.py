@@ -1,7 +1,7 @@
 """Files: /resolve on the hub (a 302 to the CDN for LFS files, the bytes for the others) and the CDN's
 signed URLs, bound to the Range asked at /resolve and to an expiry (403 otherwise), as users of the Hub
 report its CDN does. Range (206, 416), per-connection speed caps and byte-level faults (flip, reset, close,
-short) apply to both servers."""
+short, a shifted Content-Range) apply to both servers."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ class FileServing(Handler):
                 if self.fault is not None and self.fault.short is not None:
                     end = min(end, start + self.fault.short - 1)
                 status = 206
-                headers["Content-Range"] = f"bytes {start}-{end}/{spec.size}"
+                shift = self.fault.shift_range or 0 if self.fault is not None else 0
+                headers["Content-Range"] = f"bytes {start + shift}-{end}/{spec.size}"
         length = end - start + 1
         headers.setdefault("Content-Type", "application/octet-stream")
         if settings.no_content_length and method == "GET":

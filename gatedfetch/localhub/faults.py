@@ -24,6 +24,8 @@ class Fault:
     trickle: float | None = None  # a 200 whose body comes a byte every 0.2 s for this many seconds, then a close
     error_code: str | None = None  # with `status`: the X-Error-Code of that answer (as the Hub sends)
     foreign: bool = False  # with `status`: the answer of something in front of the hub (a proxy, a firewall)
+    hop: bool = False  # a 302 back to the same URL, Location relative (same origin): `times=n` makes a chain of n
+    shift_range: int | None = None  # a 206 whose Content-Range starts this many bytes after the start asked
 
     def matches(self, server: str, method: str, target: str) -> bool:
         return self.match in target and self.server in ("any", server) and self.method in (None, method)

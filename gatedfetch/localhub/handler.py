@@ -126,6 +126,10 @@ class Handler(BaseHTTPRequestHandler):
                 if self.fault.error_code is not None:
                     headers["X-Error-Code"] = self.fault.error_code
                 raise Refusal(self.fault.status, headers, f"injected {self.fault.status}")
+            if self.fault is not None and self.fault.hop:
+                here = parts.path.rsplit("/", 1)[-1] + (f"?{parts.query}" if parts.query else "")
+                self.send_bytes(302, b"", {"Location": here}, "text/plain; charset=utf-8")
+                return
             self.route(method)
         except Refusal as r:
             body = {"error": r.message} if r.message else {"error": "error"}

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import failures
 from ..progress import Progress
+from ..settings import DOWNLOAD_RETRIES, current
 from . import partial as partial_mod
 from .http import (
     CONTENT_RANGE,
@@ -46,9 +47,8 @@ from .partial import Piece
 CONNECTIONS = 16  # streams at once, across all files: 8 per big file was the suggestion; one file takes all
 BUFFER_SIZE = 1 << 20  # a stream reads into BUFFERS of these: one being filled, one being written, one spare
 BUFFERS = 3  # (16 streams x 3 MiB at most)
-BACKOFF_BASE = 0.5  # seconds before the 2nd attempt; doubles each time ...
-BACKOFF_CAP = 8.0  # ... up to this
-RETRY_AFTER_CAP = 30.0  # a server's Retry-After is honoured up to this many seconds
+# The waits (backoff_base before the 2nd attempt, doubling up to backoff_cap; a server's Retry-After honoured up
+# to retry_after_cap; each stream's timeout) come from gatedfetch.settings.
 PROGRESS_RESET = 1 << 20  # an attempt that took a piece this much further starts a fresh retry budget
 POLL = 0.2  # how often a waiting thread looks at the cancel flag
 PROBE_BYTES = 2 << 20  # the probe's speed is measured over its first 2 MiB ...
@@ -203,9 +203,10 @@ class _Pool:
                         raise failures.hub_unreachable(self.endpoint, cause) from None
                     if exc.fresh_url:
                         continue  # an expired or refused signed URL: a fresh one from /resolve, at once
-                    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (fails - 1))
+                    waits = current()
+                    delay = min(waits.backoff_cap, waits.backoff_base * 2 ** (fails - 1))
                     if exc.retry_after is not None:
-                        delay = min(RETRY_AFTER_CAP, exc.retry_after)
+                        delay = min(waits.retry_after_cap, exc.retry_after)
                     _sleep(delay, self.cancel)
         except BaseException as exc:
             self._fail(exc)  # before the piece is let go: no other stream may take it up again
@@ -341,8 +342,8 @@ def fetch_all(
     progress: Progress,
     endpoint: str,
     connections: int = CONNECTIONS,
-    retries: int = 5,
-    timeout: float = 30.0,
+    retries: int = DOWNLOAD_RETRIES,
+    timeout: float | None = None,
 ) -> list[FileResult]:
     """Fetch `files` into `local_dir`, verified, biggest first; results in input order.
 
@@ -358,6 +359,8 @@ def fetch_all(
     progress.plan(sum(rf.size for rf in files))
     order = sorted(range(len(files)), key=lambda i: -files[i].size)
     jobs = [Job(files[i], targets[i], work_dir, connections, progress) for i in order]
+    if timeout is None:
+        timeout = current().download_timeout
     _Pool(jobs, headers, endpoint, connections, retries, timeout, threading.Event()).run()
     by_path = {id(job.rf): job.result for job in jobs}
     results = [by_path[id(rf)] for rf in files]

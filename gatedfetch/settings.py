@@ -1,0 +1,113 @@
+"""Every wait the product makes, in one place: timeouts, retry counts and delays, the "still waiting" lines,
+the deadline of the checks before the download. Standard library only.
+
+The defaults are what a user gets. Each one can be overridden from the environment (a number; a value that is
+not a number, or is negative, is ignored and the default stands); the tests shorten them this way, so that no
+test waits on the wall clock for a hub that never answers:
+
+    HF_HUB_ETAG_TIMEOUT               read_timeout      seconds a request waits for bytes (default 30; min 0.1;
+    or GATEDFETCH_READ_TIMEOUT                          huggingface_hub reads HF_HUB_ETAG_TIMEOUT as a whole number,
+                                                        GATEDFETCH_READ_TIMEOUT may be a fraction and wins)
+    GATEDFETCH_CONNECT_TIMEOUT        connect_timeout   seconds to open a connection to the hub (default 10)
+    GATEDFETCH_WRITE_TIMEOUT          write_timeout     seconds a request may take to send (default 30)
+    GATEDFETCH_PHASE_SLACK            phase_slack       the checks before the download may take
+                                                        PHASE_ATTEMPTS x read_timeout + this (default 10)
+    GATEDFETCH_SPEAK_AFTER            speak_after       a wait longer than this prints a line (default 5) ...
+    GATEDFETCH_SPEAK_EVERY            speak_every       ... and again every this many seconds (default 10)
+    GATEDFETCH_HUB_BACKOFF            hub_backoff       first pause between attempts at the hub's API (default 0.5;
+                                                        doubles each time)
+    GATEDFETCH_HUB_PAUSE_CAP          hub_pause_cap     longest such pause, Retry-After included (default 10)
+    GATEDFETCH_DOWNLOAD_TIMEOUT       download_timeout  seconds a download stream waits for bytes (default 30)
+    GATEDFETCH_BACKOFF_BASE           backoff_base      first pause before a download piece is retried (default 0.5;
+                                                        doubles each time ...)
+    GATEDFETCH_BACKOFF_CAP            backoff_cap       ... up to this (default 8)
+    GATEDFETCH_RETRY_AFTER_CAP        retry_after_cap   a server's Retry-After is honoured up to this (default 30)
+    GATEDFETCH_VENV_WAIT              (setup.sh)        seconds setup.sh waits for another run building .venv
+                                                        (default 600; read by setup.sh itself)
+
+The counts (PHASE_ATTEMPTS, the download's retries) are fixed: they are part of what a user reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PHASE_ATTEMPTS = 3  # attempts at each question asked before the download
+DOWNLOAD_RETRIES = 5  # attempts at each piece of a file, per stretch of progress
+
+
+@dataclass(frozen=True)
+class Settings:
+    read_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    write_timeout: float = 30.0
+    phase_slack: float = 10.0
+    speak_after: float = 5.0
+    speak_every: float = 10.0
+    hub_backoff: float = 0.5
+    hub_pause_cap: float = 10.0
+    download_timeout: float = 30.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    retry_after_cap: float = 30.0
+
+    @property
+    def phase_deadline(self) -> float:
+        """Seconds for all the checks before the download (100 by default: --prepare ends within 2 minutes)."""
+        return PHASE_ATTEMPTS * self.read_timeout + self.phase_slack
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENVIRONMENT[f.name], "").strip()
+            if not raw and f.name == "read_timeout":
+                raw = environ.get("HF_HUB_ETAG_TIMEOUT", "").strip()
+                if raw == "0":  # huggingface_hub's "default", and so here
+                    continue
+            if not raw:
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                continue
+            if value != value or value < 0 or value == float("inf"):  # NaN, negative, infinite: the default stands
+                continue
+            values[f.name] = max(0.1, value) if f.name == "read_timeout" else value
+        return cls(**values)
+
+
+ENVIRONMENT = {
+    "read_timeout": "GATEDFETCH_READ_TIMEOUT",  # else HF_HUB_ETAG_TIMEOUT, huggingface_hub's own knob for metadata
+    "connect_timeout": "GATEDFETCH_CONNECT_TIMEOUT",
+    "write_timeout": "GATEDFETCH_WRITE_TIMEOUT",
+    "phase_slack": "GATEDFETCH_PHASE_SLACK",
+    "speak_after": "GATEDFETCH_SPEAK_AFTER",
+    "speak_every": "GATEDFETCH_SPEAK_EVERY",
+    "hub_backoff": "GATEDFETCH_HUB_BACKOFF",
+    "hub_pause_cap": "GATEDFETCH_HUB_PAUSE_CAP",
+    "download_timeout": "GATEDFETCH_DOWNLOAD_TIMEOUT",
+    "backoff_base": "GATEDFETCH_BACKOFF_BASE",
+    "backoff_cap": "GATEDFETCH_BACKOFF_CAP",
+    "retry_after_cap": "GATEDFETCH_RETRY_AFTER_CAP",
+}
+
+_current: Settings | None = None
+
+
+def current() -> Settings:
+    """The settings of this process: read from the environment once, on first use."""
+    global _current
+    if _current is None:
+        _current = Settings.from_environ()
+    return _current
+
+
+def use(settings: Settings | None) -> None:
+    """Replace this process's settings (None: read the environment again on next use)."""
+    global _current
+    _current = settings
