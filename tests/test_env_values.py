@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 
 from gatedfetch import environ, failures
-from gatedfetch.bounded import READ_TIMEOUT, read_timeout
 from gatedfetch.cli import check_endpoint, is_the_hub, main
 from gatedfetch.hub_client import HubClient
 from gatedfetch.options import parse
 from gatedfetch.report import Reporter
+from gatedfetch.settings import Settings
 from tests.conftest import Env
 from tests.jobs_hub import TestHub
 
@@ -65,9 +65,8 @@ def test_a_pasted_endpoint_is_trimmed_and_empty_values_mean_unset() -> None:
 def test_etag_timeout_zero_is_the_default_as_in_huggingface_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "0")
     environ.apply()
-    assert read_timeout() == READ_TIMEOUT
-    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "4")
-    assert read_timeout() == 4.0
+    assert Settings.from_environ({"HF_HUB_ETAG_TIMEOUT": "0"}).read_timeout == Settings().read_timeout == 30.0
+    assert Settings.from_environ({"HF_HUB_ETAG_TIMEOUT": "4"}).read_timeout == 4.0
 
 
 @pytest.mark.parametrize("value", ["²", "٣", "1" * 5000])

@@ -28,7 +28,8 @@ def test_hf_hub_etag_timeout_sets_the_read_timeout_and_the_deadline_follows() ->
     s = Settings.from_environ({"HF_HUB_ETAG_TIMEOUT": "6"})
     assert s.read_timeout == 6.0 and s.phase_deadline == 28.0
     assert Settings.from_environ({"HF_HUB_ETAG_TIMEOUT": "6", "GATEDFETCH_READ_TIMEOUT": "0.5"}).read_timeout == 0.5
-    assert Settings.from_environ({"HF_HUB_ETAG_TIMEOUT": "0"}).read_timeout == 0.1  # never no wait at all
+    assert Settings.from_environ({"HF_HUB_ETAG_TIMEOUT": "0"}).read_timeout == 30.0  # huggingface_hub: 0 = default
+    assert Settings.from_environ({"GATEDFETCH_READ_TIMEOUT": "0"}).read_timeout == 0.1  # never no wait at all
 
 
 @pytest.mark.parametrize("raw", ["", "  ", "soon", "-1", "nan", "inf"])
