@@ -21,6 +21,7 @@ from .routes import Routes
 from .world import Repo, World, default_world
 
 # A route a hub adds: called with the request's handler, its method and the path segments after its prefix.
+POLL = 0.01  # how often a server's loop looks for a stop request: a stop waits about this long
 ExtraRoute = Callable[[Routes, str, list[str]], None]
 _Hub = TypeVar("_Hub", bound="LocalHub")
 
@@ -58,7 +59,7 @@ class LocalHub:
             server = _Server(("127.0.0.1", port), _handler_for(self, name))
             self._servers.append(server)
             thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"localhub-{name}", daemon=True
+                target=server.serve_forever, kwargs={"poll_interval": POLL}, name=f"localhub-{name}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -70,8 +71,13 @@ class LocalHub:
         """Stop accepting, close the listening sockets and every open (keep-alive) connection."""
         servers, self._servers = self._servers, []
         self.stopping.set()
+        # Both servers at once: each shutdown() waits for its loop's next poll.
+        stoppers = [threading.Thread(target=s.shutdown, daemon=True) for s in servers]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         for s in servers:
-            s.shutdown()
             s.server_close()
             s.close_connections()
         for t in self._threads:
