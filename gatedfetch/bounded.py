@@ -18,7 +18,7 @@ from huggingface_hub import set_client_factory
 
 from .settings import PHASE_ATTEMPTS, current
 
-__all__ = ["PHASE_ATTEMPTS", "Deadline", "end_of_phase", "install_timeouts", "read_timeout", "speaking"]
+__all__ = ["PHASE_ATTEMPTS", "Deadline", "install_timeouts", "read_timeout", "speaking"]
 
 
 def read_timeout() -> float:
@@ -28,28 +28,29 @@ def read_timeout() -> float:
 
 class Deadline:
     """One deadline for everything asked before the download (whoami, repo info, access): a hub that
-    trickles bytes forever never trips a read timeout, so the phase as a whole is bounded too."""
+    trickles bytes forever never trips a read timeout, so the phase as a whole is bounded too. Made by
+    `install_timeouts` for one run and handed to what asks the hub; `end()` when the download starts."""
 
-    at: float | None = None
-    seconds = 0.0
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at: float | None = time.monotonic() + seconds
 
-    @classmethod
-    def start(cls, seconds: float) -> None:
-        cls.at = time.monotonic() + seconds
-        cls.seconds = seconds
+    def left(self) -> float | None:
+        """Seconds left; None once the phase ended (the download's own timeouts apply then)."""
+        return None if self.at is None else self.at - time.monotonic()
 
-    @classmethod
-    def left(cls) -> float | None:
-        return None if cls.at is None else cls.at - time.monotonic()
+    def end(self) -> None:
+        self.at = None
 
 
 class _Bounded(httpx2.SyncByteStream):
-    def __init__(self, inner: httpx2.SyncByteStream) -> None:
+    def __init__(self, inner: httpx2.SyncByteStream, deadline: Deadline) -> None:
         self.inner = inner
+        self.deadline = deadline
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self.inner:
-            left = Deadline.left()
+            left = self.deadline.left()
             if left is not None and left <= 0:
                 raise httpx2.ReadTimeout("the answer was still coming at the deadline")
             yield chunk
@@ -58,7 +59,7 @@ class _Bounded(httpx2.SyncByteStream):
         self.inner.close()
 
 
-def _bound_request(request: httpx2.Request) -> None:
+def _bound_request(request: httpx2.Request, deadline: Deadline) -> None:
     """Every request waits a bounded time, whatever the caller passed (a request event hook).
 
     huggingface_hub's default client has no timeout at all, and some of its calls pass `timeout=None`
@@ -70,7 +71,7 @@ def _bound_request(request: httpx2.Request) -> None:
     transport would see them too, but giving one turns off the proxies from the environment.)
     """
     given = dict(request.extensions.get("timeout") or {})
-    left = Deadline.left()
+    left = deadline.left()
     if left is not None and left <= 0:
         raise httpx2.ConnectTimeout("no time left before the deadline", request=request)
     connect = current().connect_timeout
@@ -82,16 +83,18 @@ def _bound_request(request: httpx2.Request) -> None:
     request.extensions["timeout"] = given
 
 
-def _bound_response(response: httpx2.Response) -> None:
-    """The body too ends by the phase deadline (a response hook runs before the body is read)."""
-    if isinstance(response.stream, httpx2.SyncByteStream):
-        response.stream = _Bounded(response.stream)
-
-
-def _timeouts_client() -> httpx2.Client:
+def _timeouts_client(deadline: Deadline) -> httpx2.Client:
     # The same client as huggingface_hub's default, through its public factory hook, with bounded waits.
     # The request hook (it fixes the endpoint in URLs and logs in debug mode) is internal; keep it when present.
-    hooks: dict[str, list[Any]] = {"request": [_bound_request], "response": [_bound_response]}
+    def bound_response(response: httpx2.Response) -> None:
+        """The body too ends by the phase deadline (a response hook runs before the body is read)."""
+        if isinstance(response.stream, httpx2.SyncByteStream):
+            response.stream = _Bounded(response.stream, deadline)
+
+    hooks: dict[str, list[Any]] = {
+        "request": [lambda request: _bound_request(request, deadline)],
+        "response": [bound_response],
+    }
     try:
         from huggingface_hub.utils._http import hf_request_event_hook
 
@@ -105,15 +108,13 @@ def _timeouts_client() -> httpx2.Client:
     )
 
 
-def install_timeouts() -> None:
-    """Bound every request huggingface_hub makes, and the whole phase before the download."""
-    set_client_factory(_timeouts_client)
-    Deadline.start(current().phase_deadline)  # 100 s by default: --prepare ends within 2 minutes
-
-
-def end_of_phase() -> None:
-    """The download starts: its own streams have their own timeouts and retries, the phase deadline ends."""
-    Deadline.at = None
+def install_timeouts() -> Deadline:
+    """Bound every request huggingface_hub makes, and the whole phase before the download: the phase's deadline
+    (100 s by default: --prepare ends within 2 minutes). huggingface_hub's client factory is its own process-wide
+    setting (`set_client_factory`); the deadline it enforces is this run's object."""
+    deadline = Deadline(current().phase_deadline)
+    set_client_factory(lambda: _timeouts_client(deadline))
+    return deadline
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from . import failures, manifest, secret, tokens
 from .authorize import Checks, find_token, look_for_token
-from .bounded import end_of_phase, install_timeouts
+from .bounded import install_timeouts
 from .hub_client import HubClient
 from .layout import check_disk, check_layout, plan
 from .options import Options
@@ -56,8 +56,8 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
         if found is not None:
             rep.info("prepare: a token is available: continuing with the full setup")
             return online(opts, rep, endpoint, found)
-        install_timeouts()
-        snap = HubClient(endpoint, None, say=rep.info).snapshot(opts.model, opts.revision)
+        deadline = install_timeouts()
+        snap = HubClient(endpoint, None, say=rep.info, deadline=deadline).snapshot(opts.model, opts.revision)
         todo, _ = plan(opts.local_dir, manifest.load(opts.local_dir, rep.warn), snap)
         check_disk(opts.local_dir, todo, write=False)
     except failures.Failure as failure:
@@ -82,8 +82,8 @@ def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | No
     try:
         found = found or find_token(opts, rep)
         out.token_source = found.kind
-        install_timeouts()
-        client = HubClient(endpoint, found.token, found.source, say=rep.info)
+        deadline = install_timeouts()
+        client = HubClient(endpoint, found.token, found.source, say=rep.info, deadline=deadline)
         previous = manifest.load(opts.local_dir, rep.warn)
 
         # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
@@ -120,7 +120,7 @@ def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | No
                 else f"check: a download of {len(todo)} file(s), {total / 1e6:.1f} MB, would succeed"
             )
             return out.done("ready" if not todo else "would_download")
-        end_of_phase()
+        deadline.end()  # the download has its own timeouts and retries
         from . import acquire  # reuse, transfer, progress: loaded only when a file must come
 
         fetched, traffic = acquire.transfer(opts, rep, client, snap, todo)

@@ -71,6 +71,7 @@ class HubClient:
         retries: int = PHASE_ATTEMPTS,
         backoff: float | None = None,
         say: Callable[[str], None] | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.token = token
@@ -80,6 +81,7 @@ class HubClient:
         self.retries = retries
         self.backoff = current().hub_backoff if backoff is None else backoff
         self.say = say
+        self.deadline = deadline  # the checks' deadline (bounded.install_timeouts); None: per-request bounds only
         self.last_cause = ""
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -93,7 +95,7 @@ class HubClient:
         host = _host(self.endpoint)
         limited: float | None = None
         for attempt in range(1, self.retries + 1):
-            left = Deadline.left()
+            left = self._left()
             if left is not None and left <= 0:
                 break
             try:
@@ -119,14 +121,17 @@ class HubClient:
                 delay *= 2
         if limited is not None:
             raise failures.rate_limited(self.endpoint, what, limited, bool(self.token))
-        left = Deadline.left()
-        if left is not None and left <= 0:
+        left = self._left()
+        if self.deadline is not None and left is not None and left <= 0:
             raise failures.hub_unreachable(
                 self.endpoint,
-                f"no complete answer for {what} within the {Deadline.seconds:.0f} s allowed for the checks "
+                f"no complete answer for {what} within the {self.deadline.seconds:.0f} s allowed for the checks "
                 f"before the download (last: {self.last_cause})",
             )
         raise failures.hub_unreachable(self.endpoint, f"{what}: {self.last_cause} (after {self.retries} attempts)")
+
+    def _left(self) -> float | None:
+        return self.deadline.left() if self.deadline is not None else None
 
     def headers(self) -> dict[str, str]:
         return dict(build_hf_headers(token=self.token if self.token else False))

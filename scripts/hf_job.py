@@ -306,10 +306,10 @@ def run(args: Args, rep: Reporter) -> int:
         allow_insecure=False,
     )
     found = authorize.find_token(opts, rep)
-    bounded.install_timeouts()
-    client = HubClient(endpoint, found.token, found.source, say=rep.info)
+    deadline = bounded.install_timeouts()
+    client = HubClient(endpoint, found.token, found.source, say=rep.info, deadline=deadline)
     who, _ = authorize.authorize(client, found, model, revision, rep)
-    bounded.end_of_phase()  # the checks are done; the Jobs calls below keep only their per-request bounds
+    deadline.end()  # the checks are done; the Jobs calls below keep only their per-request bounds
 
     spec = JobSpec(
         image=args.image,
