@@ -22,6 +22,7 @@ from .options import HUB_ENDPOINT, PROJECT_DIR, Options, parse
 from .outcome import Outcome
 from .report import Reporter
 from .secret import Redactor
+from .timing import Clock
 
 
 def check_endpoint(endpoint: str, allow_insecure: bool, rep: Reporter) -> None:
@@ -160,6 +161,7 @@ def quiet_library() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The helper's entry: the flags parsed once, the reporter set up from them, the flow run, its exit code."""
+    clock = Clock.from_environ()  # first: the time before the helper ran is the environment's
     args = list(sys.argv[1:] if argv is None else argv)
     quiet_library()
     # `2>&-`: nowhere to say anything, but the job and its exit code still stand.
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if not parsed:  # --help (0), or a usage error
         return code
     opts = parsed[0]
-    rep = Reporter(quiet=opts.quiet, json_mode=opts.json, err=err, redact=redact)
+    rep = Reporter(quiet=opts.quiet, json_mode=opts.json, err=err, redact=redact, clock=clock)
     if opts.json and not _writable(sys.stdout):  # `>&-`: the document could not be written; nothing done yet
         rep.json_mode = False
         rep.failure(failures.usage("--json: standard output is closed, so the JSON document cannot be written",

@@ -123,7 +123,9 @@ def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | No
         deadline.end()  # the download has its own timeouts and retries
         from . import acquire  # reuse, transfer, progress: loaded only when a file must come
 
+        rep.clock.transfer_begins()
         fetched, traffic = acquire.transfer(opts, rep, client, snap, todo)
+        rep.clock.transfer_ends(sum(t["fetched_bytes"] for t in traffic.values()))
         entries = sorted(kept + fetched, key=lambda e: e.path)
         user = out.user or ""
         m = manifest.Manifest(opts.model, opts.revision, snap.commit, secret.redact(endpoint), user, entries)

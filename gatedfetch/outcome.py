@@ -16,6 +16,8 @@
     hf_cache_snapshot
                     --also-cache only: the snapshot folder in huggingface_hub's cache, when every file
                     is in it
+    timings         {environment, checks, transfer, total}: seconds (environment: from setup.sh's start to the
+                    helper's; checks: token, whoami, access, file list, plan; transfer: reuse and download)
     error           {kind, message, fix, details?} on failure
     warnings        every warning printed, in order
 """
@@ -49,6 +51,7 @@ class Outcome:
     local_complete: bool | None = None
     hf_cache_snapshot: str | None = None
     error: dict[str, Any] | None = None
+    timings: dict[str, float] | None = None
     warnings: list[str] = field(default_factory=list)
     shown: bool = field(default=False, compare=False)  # a child run (the demo's) already printed its lines
 
@@ -69,7 +72,7 @@ class Outcome:
         doc: dict[str, Any] = {"status": self.status, "exit_code": self.exit_code}
         if self.endpoint is not None:  # known once the flags were read
             doc.update({name: getattr(self, name) for name in FIELDS})
-        for name in ("local_complete", "hf_cache_snapshot", "error"):
+        for name in ("local_complete", "hf_cache_snapshot", "timings", "error"):
             if getattr(self, name) is not None:
                 doc[name] = getattr(self, name)
         doc["warnings"] = self.warnings

@@ -16,6 +16,7 @@ from typing import TextIO
 from .failures import Failure
 from .outcome import Outcome
 from .secret import Redactor
+from .timing import Clock
 
 
 class Reporter:
@@ -27,12 +28,14 @@ class Reporter:
         err: TextIO | None = None,
         out: TextIO | None = None,
         redact: Redactor | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.quiet = quiet
         self.json_mode = json_mode
         self.err = err or sys.stderr  # human lines
         self.out = out or sys.stdout  # the JSON document
         self.redact = redact or Redactor()  # every token the run found: never printed whole
+        self.clock = clock or Clock()  # where the run's time went: said on the last line, in --json's timings
         self.colour = self.err.isatty() and not os.environ.get("NO_COLOR")
         self.warnings: list[str] = []
         self._lock = threading.Lock()
@@ -78,6 +81,10 @@ class Reporter:
             self._error(str(outcome.error.get("message", "")), str(outcome.error.get("fix", "")))
         if not outcome.shown:
             outcome.warnings = self.warnings
+            if outcome.exit_code == 0 and outcome.status in ("ready", "would_download", "needs_token"):
+                outcome.timings = self.clock.timings()
+                if outcome.status == "ready":
+                    self.info(self.clock.summary(outcome.timings))
         if self.json_mode:
             try:
                 self.out.write(self.redact(json.dumps(outcome.to_json(), indent=2, sort_keys=False)) + "\n")
