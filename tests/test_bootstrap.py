@@ -225,8 +225,8 @@ def test_help_works_before_any_venv_exists(env: Env) -> None:
 
 def lock_project(dest: Path) -> Path:
     """The files scripts/lock.sh --check reads, copied."""
-    names = ("scripts/lock.sh", "scripts/common.sh", "requirements.txt", "requirements-dev.txt", "requirements.lock",
-             "requirements-dev.lock")
+    names = ("scripts/lock.sh", "scripts/common.sh", "requirements.txt", "requirements-dev.txt",
+             "requirements-exclude.txt", "requirements.lock", "requirements-dev.lock")
     for name in names:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, dest / name)
@@ -248,6 +248,7 @@ def test_the_committed_locks_match_the_requirements_files(tmp_path: Path) -> Non
     [
         ("requirements.txt", ("requirements.lock", "requirements-dev.lock")),
         ("requirements-dev.txt", ("requirements-dev.lock",)),
+        ("requirements-exclude.txt", ("requirements.lock", "requirements-dev.lock")),
     ],
 )
 def test_requirements_edited_without_refreshing_the_lock_fail_the_check(
