@@ -138,7 +138,7 @@ def disk_failure(step: str, out: str, project: Path) -> Stop | None:
                         f"fix: free some space there (df -h {q(tmp)}), or point TMPDIR at a disk with space:",
                         f"     TMPDIR={q(project)} bash setup.sh")
         return fail(EXIT_LOCAL_DISK, f"{step} failed: no space left on the disk that holds {project}",
-                    f"fix: free some space there (df -h {q(project)} shows how much is left; .venv needs about 60 MB),",
+                    f"fix: free some space there (df -h {q(project)} shows how much is left; .venv needs about 40 MB),",
                     "     then run bash setup.sh again")
     return None
 
