@@ -23,13 +23,20 @@ ensure_venv() {
     err "no Python >= 3.10 found"
     return 1
   fi
-  if [[ ! -x "${VENV}/bin/python" ]]; then
+  # Made anew when requirements-dev.lock changed, so that nothing an older lock had (hf-xet, say) stays in it:
+  # the tests run what users get.
+  local want have=""
+  want="$("${base}" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' \
+    "${HERE}/requirements-dev.lock")"
+  [[ ! -f "${VENV}/.lock.sha256" ]] || have="$(<"${VENV}/.lock.sha256")"
+  if [[ ! -x "${VENV}/bin/python" || "${want}" != "${have}" ]]; then
     say "test: creating ${VENV}"
-    "${base}" -m venv "${VENV}"
+    "${base}" -m venv --clear "${VENV}"
   fi
   say "test: installing requirements-dev.lock"
   "${VENV}/bin/python" -m pip install --disable-pip-version-check --quiet --require-hashes --no-deps \
     -r "${HERE}/requirements-dev.lock"
+  printf '%s\n' "${want}" >"${VENV}/.lock.sha256"
 }
 
 ensure_shellcheck() {

@@ -24,6 +24,7 @@ MODEL = "fishaudio/openaudio-s1-mini"
 PROJECT_FILES = (
     "setup.sh",
     "scripts/common.sh",
+    "scripts/bootstrap.py",
     "auth_helper.py",
     "requirements.txt",
     "requirements.lock",

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -241,8 +242,8 @@ def test_help_works_before_any_venv_exists(env: Env) -> None:
 
 def lock_project(dest: Path) -> Path:
     """The files scripts/lock.sh --check reads, copied."""
-    names = ("scripts/lock.sh", "scripts/common.sh", "requirements.txt", "requirements-dev.txt", "requirements.lock",
-             "requirements-dev.lock")
+    names = ("scripts/lock.sh", "scripts/common.sh", "requirements.txt", "requirements-dev.txt",
+             "requirements-exclude.txt", "requirements.lock", "requirements-dev.lock")
     for name in names:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, dest / name)
@@ -266,6 +267,7 @@ def test_the_committed_locks_match_the_requirements_files(tmp_path: Path) -> Non
     [
         ("requirements.txt", ("requirements.lock", "requirements-dev.lock")),
         ("requirements-dev.txt", ("requirements-dev.lock",)),
+        ("requirements-exclude.txt", ("requirements.lock", "requirements-dev.lock")),
     ],
 )
 def test_requirements_edited_without_refreshing_the_lock_fail_the_check(
@@ -281,3 +283,52 @@ def test_requirements_edited_without_refreshing_the_lock_fail_the_check(
     assert "fix: bash scripts/lock.sh" in r.stderr
     if edited == "requirements-dev.txt":
         assert "requirements.lock is out of date" not in r.stderr
+
+
+def fake_uv(folder: Path, said: str) -> Path:
+    """A `uv` on PATH that writes its argv, one argument a line, beside itself, says `said` and fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uv = folder / "uv"
+    uv.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{folder}/uv.argv"\necho "{said}" >&2\nexit 2\n')
+    uv.chmod(0o755)
+    return uv
+
+
+def test_uv_on_path_installs_the_lock_into_a_venv_made_without_pip(env: Env, tmp_path: Path) -> None:
+    uv = fake_uv(tmp_path / "uvbin", "error: Failed to fetch: `https://pypi.org/simple/anyio/`")
+    r = env.run("--check", env={"PATH": f"{uv.parent}:{os.environ['PATH']}"}, drop=("PYTHON",), timeout=120)
+    argv = (uv.parent / "uv.argv").read_text().splitlines()
+    venv = env.project / ".venv"
+    assert argv[:3] == ["pip", "install", "--quiet"]
+    assert argv[argv.index("--python") + 1] == str(venv / "bin" / "python")
+    assert {"--require-hashes", "--no-deps"} <= set(argv)
+    assert argv[-2:] == ["-r", str(env.project / "requirements.lock")]
+    assert (venv / "pyvenv.cfg").is_file() and not (venv / "bin" / "pip").exists()  # ensurepip did not run
+    assert "with " in r.err and " and uv (once" in r.err
+    assert r.code == 7 and "uv pip install -r requirements.lock failed" in r.err and "Failed to fetch" in r.err
+    assert not (venv / ".lock.sha256").exists()
+
+
+def test_a_hash_mismatch_reported_by_uv_is_exit_8(env: Env, tmp_path: Path) -> None:
+    uv = fake_uv(tmp_path / "uvbin", "error: Hash mismatch for `python-dotenv==1.2.4`")
+    r = env.run("--check", env={"PATH": f"{uv.parent}:{os.environ['PATH']}"}, drop=("PYTHON",), timeout=120)
+    assert r.code == 8, r.err
+    assert "not the one the lock names" in r.err
+
+
+def test_an_unknown_installer_is_a_usage_error_naming_the_choices(env: Env) -> None:
+    r = env.run("--check", env={"GATEDFETCH_INSTALLER": "conda"}, drop=("PYTHON",))
+    assert r.code == 2
+    assert "GATEDFETCH_INSTALLER=conda is none of uv, pip, ensurepip" in r.err and "fix: " in r.err
+    assert "Traceback" not in r.err
+
+
+def test_the_helper_is_told_when_setup_sh_started(env: Env, tmp_path: Path) -> None:
+    said = tmp_path / "started.txt"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nprintf "%s" "$GATEDFETCH_STARTED" > "{said}"\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    before = time.time()
+    env.run("--help", env={"PYTHON": str(python)}, local_dir=False)
+    started = float(said.read_text())
+    assert before - 0.01 <= started <= time.time()
