@@ -82,7 +82,8 @@ main() {
   say "test: mypy"
   mypy
   say "test: pytest"
-  python -m pytest ${select[@]+"${select[@]}"} "$@"
+  # One worker per CPU (pytest-xdist): most end-to-end tests wait on a subprocess and a local hub.
+  python -m pytest -n auto ${select[@]+"${select[@]}"} "$@"
 }
 
 main "$@"
