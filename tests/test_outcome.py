@@ -65,13 +65,11 @@ def test_the_demo_document_is_its_runs(env: Env) -> None:
 
 
 def test_a_ready_run_says_where_its_time_went(env: Env, tokens: dict[str, str]) -> None:
-    import time
-
-    r = env.run("--json", env={"HF_TOKEN": tokens["accepted_read"], "GATEDFETCH_STARTED": f"{time.time() - 2:.3f}"})
+    r = env.run("--json", env={"HF_TOKEN": tokens["accepted_read"]})
     assert r.code == 0, r.err
     t = r.json()["timings"]
     assert list(t) == ["environment", "checks", "transfer", "total"]
-    assert t["environment"] >= 2.0 and t["checks"] > 0 and t["transfer"] > 0
+    assert t["environment"] > 0 and t["checks"] > 0 and t["transfer"] > 0  # environment: from setup.sh's start
     assert t["total"] >= t["environment"] + t["checks"] + t["transfer"] - 0.01  # and the manifest after
     last = r.err.strip().splitlines()[-1]
     assert last.startswith(f"ready in {t['total']:.1f} s: environment ") and "MB/s" in last
