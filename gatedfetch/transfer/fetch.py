@@ -11,7 +11,7 @@
 * **Retries per piece**: resets, timeouts, cut or short bodies (a CDN edge may answer `206` with fewer
   bytes than announced, even none), 5xx, 408 and 429 (`Retry-After`), with a bounded exponential
   backoff, each retry asking only for what the piece still lacks.
-* **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (partial.Partial).
+* **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (store.Partial).
 * **Lock-safe**: one `filelock.FileLock` per content serialises processes and threads on a partial.
 """
 
@@ -21,12 +21,13 @@ import http.client
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from .. import failures
+from .. import failures, store
+from ..options import DEFAULT_CONNECTIONS
 from ..progress import Progress
 from ..settings import DOWNLOAD_RETRIES, current
-from . import partial as partial_mod
+from ..store import Piece
 from .http import (
     CONTENT_RANGE,
     RETRYABLE_STATUS,
@@ -42,9 +43,7 @@ from .http import (
     where,
 )
 from .job import Cancelled, FileResult, Job, RemoteFile
-from .partial import Piece
 
-CONNECTIONS = 16  # streams at once, across all files: 8 per big file was the suggestion; one file takes all
 BUFFER_SIZE = 1 << 20  # a stream reads into BUFFERS of these: one being filled, one being written, one spare
 BUFFERS = 3  # (16 streams x 3 MiB at most)
 # The waits (backoff_base before the 2nd attempt, doubling up to backoff_cap; a server's Retry-After honoured up
@@ -59,13 +58,6 @@ def _sleep(seconds: float, cancel: threading.Event) -> None:
     """Backoff sleep; tests replace it to record the delays instead of waiting."""
     if cancel.wait(seconds):
         raise Cancelled()
-
-
-def safe_dest(local_dir: Path, path: str) -> Path:
-    pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or any(part in ("", ".", "..") for part in path.split("/")):
-        raise failures.unsafe_path(path)
-    return local_dir.joinpath(*pure.parts)
 
 
 def _range_header(start: int, end: int, size: int) -> str:
@@ -341,7 +333,7 @@ def fetch_all(
     *,
     progress: Progress,
     endpoint: str,
-    connections: int = CONNECTIONS,
+    connections: int = DEFAULT_CONNECTIONS,
     retries: int = DOWNLOAD_RETRIES,
     timeout: float | None = None,
 ) -> list[FileResult]:
@@ -350,12 +342,12 @@ def fetch_all(
     Raises a `failures.Failure` (integrity, hub unreachable, disk), `HttpRefused` for a 4xx the caller
     classifies; the first failure stops the other streams (partials stay for the next run). So does a
     KeyboardInterrupt, re-raised once the streams have stopped."""
-    targets = [safe_dest(local_dir, rf.path) for rf in files]
+    targets = [store.safe_dest(local_dir, rf.path) for rf in files]
     try:
         for folder in ("partial", "locks", "done"):
             (work_dir / folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise partial_mod.disk_failure(exc, work_dir, sum(rf.size for rf in files)) from None
+        raise store.disk_failure(exc, work_dir, sum(rf.size for rf in files)) from None
     progress.plan(sum(rf.size for rf in files))
     order = sorted(range(len(files)), key=lambda i: -files[i].size)
     jobs = [Job(files[i], targets[i], work_dir, connections, progress) for i in order]

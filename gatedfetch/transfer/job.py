@@ -11,14 +11,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-from filelock import Timeout as LockTimeout
-
-from .. import failures
+from .. import failures, store
+from ..digest import Digest
 from ..progress import Progress
-from . import partial as partial_mod
-from .partial import Flusher, Partial, Piece
-from .segments import Digest, PrefixHasher, piece_size, plan
+from ..store import Flusher, Partial, Piece
+from .segments import PrefixHasher, piece_size, plan
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class Cancelled(Exception):
 
 
 def content_key(rf: RemoteFile) -> str:
-    return partial_mod.content_key(rf.sha256, rf.blob_sha1, rf.url, rf.size)
+    return store.content_key(rf.sha256, rf.blob_sha1, rf.url, rf.size)
 
 
 class Job:
@@ -59,11 +56,10 @@ class Job:
         self.work_dir = work_dir
         self.cut = piece_size(rf.size, connections)
         self.progress = progress
-        self.marker = partial_mod.marker_path(work_dir, self.key, rf.path)
-        # Not thread-local: the lock is taken by a stream and released by whichever thread closes the job.
-        self.lock = FileLock(str(partial_mod.lock_path(work_dir, self.key)), thread_local=False)
+        self.marker = store.marker_path(work_dir, self.key, rf.path)
+        self.lock = store.content_lock(work_dir, self.key)
         self.state = "wait"  # wait (for the lock) → probe | single | ranged → done
-        self.partial = Partial(partial_mod.partial_path(work_dir, self.key), rf.size)
+        self.partial = Partial(store.partial_path(work_dir, self.key), rf.size)
         self.pieces: list[Piece] = []
         self.inflight: set[int] = set()  # ids of pieces a stream holds
         self.max_streams = 1 << 30  # how many of them at once (set when the probe's speed is known)
@@ -82,21 +78,17 @@ class Job:
 
     def activate(self) -> bool:
         """Take the lock if free; then either the file is already complete or its pieces are planned."""
-        try:
-            self.lock.acquire(timeout=0)
-        except LockTimeout:
+        if not store.try_lock(self.lock, self.work_dir):
             return False
-        except OSError as exc:
-            raise partial_mod.disk_failure(exc, self.work_dir / "locks", 0) from None
-        done = partial_mod.read_marker(self.marker, self.rf.path, self.rf.size, self.dest)
+        done = store.read_marker(self.marker, self.rf.path, self.rf.size, self.dest)
         if done is not None:  # completed by another process while we waited, or by an earlier run
             self.progress.start_file(self.rf.path, self.rf.size, self.rf.size)
             self._done(FileResult(self.rf.path, self.rf.size, done[0], done[1], 0, 0, source=done[2] or "download"))
             return True
         try:
-            partial_mod.adopt(self.work_dir, self.key, self.rf.size)
+            store.adopt(self.work_dir, self.key, self.rf.size)
         except OSError as exc:
-            raise partial_mod.disk_failure(exc, self.work_dir / "partial", 0) from None
+            raise store.disk_failure(exc, self.work_dir / "partial", 0) from None
         ranges = self.partial.open()
         self.resumed_from = sum(b - a for a, b in ranges)
         self.progress.start_file(self.rf.path, self.rf.size, self.resumed_from)
@@ -115,7 +107,7 @@ class Job:
             self.hasher.stop()
         digest = Digest(self.rf.size, self.rf.sha256, self.rf.blob_sha1)
         self.hasher = PrefixHasher(self.partial.fd, self.rf.size, digest)
-        if self.flusher is None and self.rf.size > partial_mod.FLUSH_EVERY:
+        if self.flusher is None and self.rf.size > store.FLUSH_EVERY:
             self.flusher = Flusher(self.partial.fd, self._hashed)
         self._advance_prefix()
 
@@ -131,7 +123,7 @@ class Job:
     def one_stream(self) -> None:
         """Keep the bytes on disk; fetch each gap left in one request (the server's ranges can't be trusted)."""
         with self._wlock:
-            done = partial_mod.merge([(p.start, p.start + p.done) for p in self.pieces])
+            done = store.merge([(p.start, p.start + p.done) for p in self.pieces])
         self._plan(done, single=True)
 
     def restart(self, single: bool) -> None:
@@ -205,7 +197,7 @@ class Job:
             try:
                 self.flusher.wrote(n)
             except OSError as exc:
-                raise partial_mod.disk_failure(exc, self.partial.path.parent, self.rf.size) from None
+                raise store.disk_failure(exc, self.partial.path.parent, self.rf.size) from None
 
     def _advance_prefix(self) -> None:
         with self._wlock:
@@ -228,7 +220,7 @@ class Job:
         if cancel.is_set():
             raise Cancelled()
         if hasher.error is not None:
-            raise partial_mod.disk_failure(hasher.error, self.partial.path.parent, self.rf.size)
+            raise store.disk_failure(hasher.error, self.partial.path.parent, self.rf.size)
         got = hasher.digest.sha256.hexdigest()
         mismatch = hasher.digest.mismatch()
         if mismatch is not None:
@@ -247,7 +239,7 @@ class Job:
         self.hasher = None
         self.partial.finish(self.dest)
         source = "partial" if self.resumed_from else "download"
-        note = partial_mod.write_marker(self.marker, self.rf.path, self.dest, got, verified, source)
+        note = store.write_marker(self.marker, self.rf.path, self.dest, got, verified, source)
         notes = (note,) if note else ()
         self._done(FileResult(self.rf.path, self.rf.size, got, verified, self.fetched, self.resumed_from, notes))
         return True
