@@ -23,12 +23,12 @@ def content_lock(work_dir: Path, key: str) -> FileLock:
 
 
 def try_lock(lock: FileLock, work_dir: Path) -> bool:
-    """Take `lock` if it is free (its folder made first); False when another run holds it. A lock that cannot
-    be taken at all (a read-only folder, a full disk) is the disk failure."""
+    """Take `lock` (one of `work_dir`'s) if it is free (its folder made first); False when another run holds
+    it. A lock that cannot be taken at all (a read-only folder, a full disk) is the disk failure."""
     from filelock import Timeout
 
     try:
-        Path(lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
+        (work_dir / "locks").mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
     except Timeout:
         return False
