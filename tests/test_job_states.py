@@ -102,7 +102,8 @@ def test_a_server_that_ignores_the_range_starts_the_file_over_with_the_stream_ho
     held = job.restart_single(hold=True)
     assert job.state is State.SINGLE and held is job.pieces[0] and held.start == 0 and held.done == 0
     assert job.take() is None  # the holder is the one stream
-    assert job.restart_single() is None and job.state is State.SINGLE  # single → single again
+    assert job.restart_single() is job.pieces[0] and job.state is State.SINGLE  # single → single again
+    assert job.take() is job.pieces[0]  # not held this time: free for the one stream
 
 
 def test_a_416_starts_over_once_and_never_when_ranged(job: Job, tmp_path: Path) -> None:

@@ -230,9 +230,7 @@ class _Pool:
                     if ranged:  # the Range was ignored: the body is the whole file from byte 0
                         if job.ranged:
                             raise Retry(f"{at} ignored the Range of a piece")
-                        held = job.restart_single(hold=True)
-                        assert held is not None
-                        piece = held
+                        piece = job.restart_single(hold=True)
                     end = rf.size
                 else:
                     m = CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())

@@ -213,16 +213,15 @@ class Job:
                 done = store.merge([(p.start, p.start + p.done) for p in self.pieces])
             self._plan(done, single=True)
 
-    def restart_single(self, hold: bool = False) -> Piece | None:
-        """PROBE | SINGLE → SINGLE from byte 0: the server ignored the Range, or answered another one. With
-        `hold`, the caller (the stream that got the whole body) holds the first piece: it is returned."""
+    def restart_single(self, hold: bool = False) -> Piece:
+        """PROBE | SINGLE → SINGLE from byte 0: the server ignored the Range, or answered another one. The first
+        piece is returned; with `hold`, the caller (the stream that got the whole body) holds it."""
         with self._cond:
             self._need("start over as one stream", State.PROBE, State.SINGLE)
             self._restart(single=True)
-            if not hold:
-                return None
             piece = self.pieces[0]
-            self.inflight.add(id(piece))
+            if hold:
+                self.inflight.add(id(piece))
             return piece
 
     def on_416(self) -> bool:
