@@ -8,6 +8,7 @@ from huggingface_hub.utils import are_progress_bars_disabled
 
 from . import hf_cache, manifest, reuse
 from .hub_client import HubClient, RepoFile, Snapshot
+from .local_bytes import DOWNLOAD, PARTIAL, WHERE
 from .options import Options
 from .progress import make_progress
 from .report import Reporter
@@ -20,10 +21,6 @@ def transfer(
 ) -> tuple[list[manifest.FileEntry], dict[str, dict[str, int]]]:
     """Reuse verified local copies, fetch and verify the rest; return the manifest entries and, per file,
     the bytes fetched and resumed."""
-    # Imported here, as the other transfer pieces: the up-to-date path (a re-run) never needs them.
-
-    from . import reuse
-
     work = manifest.work_dir(opts.local_dir)
     found, notes = reuse.bring_all(todo, snap, opts.local_dir, work, opts.reuse_from, opts.link)
     for note in notes:
@@ -68,7 +65,7 @@ def transfer(
         progress.close()
     for r in results:
         traffic[r.path] = {"fetched_bytes": r.fetched_bytes, "resumed_from": r.resumed_from}
-        source = r.source or (reuse.PARTIAL if r.resumed_from else reuse.DOWNLOAD)
+        source = r.source or (PARTIAL if r.resumed_from else DOWNLOAD)
         entry = manifest.FileEntry(r.path, r.size, r.sha256, r.verified, source=source)
         entries.append(manifest.stamp(opts.local_dir, entry))
         if r.resumed_from:
@@ -82,13 +79,13 @@ def transfer(
 
 def reuse_summary(entries: list[manifest.FileEntry], traffic: dict[str, dict[str, int]]) -> str:
     """"; 3.6 GB reused from the Hugging Face cache, 0 B downloaded" when this run reused anything."""
-    reused = {source: 0 for source in reuse.WHERE}
+    reused = {source: 0 for source in WHERE}
     for e in entries:
         if e.path in traffic and e.source in reused:
             reused[e.source] += e.size
     if not any(reused.values()):
         return ""
-    parts = [f"{human_bytes(n)} reused from {reuse.WHERE[source]}" for source, n in reused.items() if n]
+    parts = [f"{human_bytes(n)} reused from {WHERE[source]}" for source, n in reused.items() if n]
     downloaded = sum(t["fetched_bytes"] for t in traffic.values())
     return "; " + ", ".join(parts) + f", {human_bytes(downloaded)} downloaded"
 

@@ -8,6 +8,8 @@ and manages it (`hf cache ls`, `hf cache verify`, `hf cache rm`):
   .locks/models--{org}--{name}/<etag>.lock        huggingface_hub's lock for that blob
 
 so that `hf_hub_download(..., local_files_only=True)` and `HF_HUB_OFFLINE=1 hf download` find it offline.
+Where that cache is (`hub_cache`, `repo_cache`) and a file's blob name (`etag`) are here too: reuse looks
+there for bytes to bring in.
 
 A blob already there is trusted only once verified (size, then hash; a small record in our work folder
 keyed on the blob's inode and mtime spares the hash on the next run). One found wrong (a flipped byte,
@@ -32,18 +34,33 @@ from pathlib import Path
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from . import failures, manifest
+from . import failures, manifest, store
+from .digest import Digest
 from .hub_client import RepoFile, Snapshot
-from .local_bytes import CHUNK
-from .reuse import TARGET, bring_one, etag, hub_cache, repo_cache
-from .transfer import partial as partial_mod
-from .transfer.fetch import safe_dest
-from .transfer.segments import Digest
+from .local_bytes import CHUNK, TARGET, bring_one
 
 LOCK_WAIT_VARIABLE = "GATEDFETCH_LOCK_WAIT"
 LOCK_WAIT = 90.0  # seconds, for all of huggingface_hub's locks together: the run ends within 2 minutes
 SPEAK_EVERY = 10.0
 _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def hub_cache() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def repo_cache(repo: str) -> Path:
+    from huggingface_hub.file_download import repo_folder_name
+
+    return hub_cache() / repo_folder_name(repo_id=repo, repo_type="model")
+
+
+def etag(f: RepoFile) -> str | None:
+    """The name huggingface_hub gives the file's blob: its sha256 (LFS) or git blob sha1 (small file)."""
+    tag = f.sha256 or f.blob_sha1
+    return tag.lower() if tag else None
 
 
 def lock_wait() -> float:
@@ -111,8 +128,8 @@ def _file_one(
     deadline: float, say: Callable[[str], None], done: Filed,
 ) -> bool:
     blob = storage / "blobs" / tag
-    pointer = safe_dest(snapshot, f.path)
-    src = safe_dest(local_dir, f.path)
+    pointer = store.safe_dest(snapshot, f.path)
+    src = store.safe_dest(local_dir, f.path)
     if _points_to(pointer, blob) and blob_problem(f, blob, src, work) is None:
         return True  # already right: no lock, nothing written
     lock_file = hub_cache() / ".locks" / storage.name / f"{tag}.lock"
@@ -202,7 +219,7 @@ def blob_problem(f: RepoFile, blob: Path, src: Path, work: Path) -> str | None:
             return None  # a hard link to the verified file in the target folder
     except OSError:
         pass
-    if partial_mod.read_marker(_marker(f, blob, work), f.path, f.size, real) is not None:
+    if store.read_marker(_marker(f, blob, work), f.path, f.size, real) is not None:
         return None  # verified by an earlier run, unchanged since (inode, size, mtime)
     digest = Digest(f.size, f.sha256, f.blob_sha1)
     try:
@@ -221,7 +238,7 @@ def blob_problem(f: RepoFile, blob: Path, src: Path, work: Path) -> str | None:
 
 
 def _marker(f: RepoFile, blob: Path, work: Path) -> Path:
-    return partial_mod.marker_path(work, etag(f) or "", f"hf-cache:{blob}")
+    return store.marker_path(work, etag(f) or "", f"hf-cache:{blob}")
 
 
 def _remember(f: RepoFile, blob: Path, sha256: str, work: Path) -> None:
@@ -230,7 +247,7 @@ def _remember(f: RepoFile, blob: Path, sha256: str, work: Path) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         return
-    partial_mod.write_marker(marker, f.path, Path(os.path.realpath(blob)), sha256, True)
+    store.write_marker(marker, f.path, Path(os.path.realpath(blob)), sha256, True)
 
 
 def _points_to(pointer: Path, blob: Path) -> bool:

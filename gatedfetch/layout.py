@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import failures, manifest
+from . import failures, manifest, store
 from .hub_client import RepoFile, Snapshot
 
 
@@ -33,10 +33,9 @@ def plan(
 
 def check_layout(snap: Snapshot) -> None:
     """Before any byte: every listed path can land in the folder beside the others (exit 8 names the pair)."""
-    from .transfer import safe_dest
     files = {f.path for f in snap.files}
     for path in sorted(files):
-        safe_dest(Path("."), path)  # no absolute path, no '..'
+        store.safe_dest(Path("."), path)  # no absolute path, no '..'
         top = path.split("/", 1)[0]
         if top == manifest.WORK_DIR:
             raise failures.state_clash(path, manifest.WORK_DIR)
@@ -50,16 +49,13 @@ def check_layout(snap: Snapshot) -> None:
 def check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) -> None:
     """Room and write access for what is to be fetched. With write=False (--check, --prepare) nothing is
     created: the nearest folder that exists must let us create the rest."""
-    from . import reuse
-    from .transfer import partial_bytes
-
     work = manifest.work_dir(local_dir)
     needed = 0
     for f in todo:
-        if reuse.in_place(local_dir, f):
+        if store.in_place(local_dir / f.path, f.size):
             continue  # verified and kept before any byte is fetched (see reuse.py); a mismatch is worth one file
         key = f.sha256 or f.blob_sha1
-        needed += max(0, f.size - (partial_bytes(work, key, f.size) if key else 0))
+        needed += max(0, f.size - (store.bytes_on_disk(work, key, f.size) if key else 0))
     if write:
         try:
             local_dir.mkdir(parents=True, exist_ok=True)

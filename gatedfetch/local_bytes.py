@@ -1,6 +1,10 @@
-"""Bytes already on disk brought to a temporary file, hashed on the way: a copy (a reflink where the
-filesystem shares extents), or a hard link to the real file. The caller verifies the digest and moves the
-temporary file into place; nothing here writes to the source."""
+"""Bytes already on this machine put in place, verified: a copy into a temporary file hashed on the way (a
+reflink where the filesystem shares extents), or a hard link to the real file; the digest checked, then the
+temporary file moved into place (`bring_one`). Nothing here writes to the source. Also where bytes come from
+(the source names, as the manifest and the --json contract spell them) and the record of a file brought in.
+
+Used by reuse (copies into the target folder) and by hf_cache (the target's files into huggingface_hub's
+cache): each holds its own lock meanwhile."""
 
 from __future__ import annotations
 
@@ -8,14 +12,53 @@ import errno
 import fcntl
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
+from .digest import Digest
 from .hub_client import RepoFile
-from .transfer import partial
-from .transfer.segments import Digest
+from .store import disk_failure, move_into_place
 
 CHUNK = 1 << 20
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int); btrfs, XFS and bcachefs share extents on request
+
+DOWNLOAD = "download"
+HF_CACHE = "hf-cache"
+REUSE_FROM = "reuse-from"
+PARTIAL = "partial"
+IN_PLACE = "in-place"
+SOURCES = (DOWNLOAD, HF_CACHE, REUSE_FROM, PARTIAL, IN_PLACE)
+TARGET = "target"  # the target folder itself, as the source of --also-cache
+WHERE = {
+    HF_CACHE: "the Hugging Face cache",
+    REUSE_FROM: "a --reuse-from folder",
+    IN_PLACE: "the target folder",
+    TARGET: "the target folder",
+}
+
+
+@dataclass(frozen=True)
+class Reused:
+    path: str
+    size: int
+    sha256: str  # of the content (always computed)
+    source: str  # HF_CACHE | REUSE_FROM
+    origin: Path  # the candidate the bytes came from
+    linked: bool  # a hard link to `origin`'s real file (else a copy, or the file kept in place)
+    no_link: str = ""  # with --link, why the bytes were copied instead (EXDEV, EPERM, …)
+
+    def describe(self) -> str:
+        if self.source == IN_PLACE:
+            return f"{self.path}: already in place, verified"
+        if self.linked:
+            return f"{self.path}: linked from {self.origin} ({WHERE[self.source]}), verified"
+        why = f" (not linked: {self.no_link})" if self.no_link else ""
+        return f"{self.path}: copied from {self.origin} ({WHERE[self.source]}){why}, verified"
+
+    @property
+    def copied_bytes(self) -> int:
+        """Bytes this run wrote to put the file in place (a reflink counts too: the filesystem decides)."""
+        return 0 if self.linked or self.source == IN_PLACE else self.size
 
 
 class SourceError(Exception):
@@ -67,7 +110,7 @@ def copy_verified(f: RepoFile, cand: Path, tmp: Path) -> Digest:
         try:
             out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise partial.disk_failure(exc, tmp.parent, f.size) from None
+            raise disk_failure(exc, tmp.parent, f.size) from None
         try:
             if reflink(src, out):
                 hash_fd(out, digest)
@@ -75,7 +118,7 @@ def copy_verified(f: RepoFile, cand: Path, tmp: Path) -> Digest:
                 copy_fd(src, out, digest, tmp.parent, f.size)
             os.fsync(out)
         except OSError as exc:
-            raise partial.disk_failure(exc, tmp.parent, f.size) from None
+            raise disk_failure(exc, tmp.parent, f.size) from None
         finally:
             os.close(out)
     finally:
@@ -114,4 +157,66 @@ def copy_fd(src: int, out: int, digest: Digest, folder: Path, size: int) -> None
             try:
                 done += os.write(out, view[done:n])
             except OSError as exc:
-                raise partial.disk_failure(exc, folder, size) from None
+                raise disk_failure(exc, folder, size) from None
+
+
+def bring_one(
+    f: RepoFile, source: str, cand: Path, dest: Path, tmp: Path, link: bool, commit: str, notes: list[str],
+    instead: str = "downloading it instead",
+) -> Reused | None:
+    """Verify `cand` and put it at `dest` through `tmp`; None (and a note, if it exists) when it is not usable.
+
+    `cand` may be a symlink (a huggingface_hub 2.x blob into the shared store, a snapshot pointer, relative or
+    absolute): its real file is what is read, and what a hard link points to."""
+    real = Path(os.path.realpath(cand))
+    try:
+        st = real.stat()
+    except OSError:
+        return None  # not there (or a dangling symlink): nothing to say
+    where = WHERE[source]
+    if not stat.S_ISREG(st.st_mode):
+        return None
+
+    def ignored(why: str) -> None:
+        notes.append(f"{f.path}: ignored {cand} from {where}: {why} for commit {commit[:10]}; {instead} "
+                     "(the copy there was left as it is)")
+
+    if st.st_size != f.size:
+        ignored(f"{st.st_size} bytes, the Hub lists {f.size}")
+        return None
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)  # an earlier run's, stopped mid-copy
+    except OSError as exc:
+        raise disk_failure(exc, tmp.parent, f.size) from None
+    no_link = ""
+    try:
+        if link and device(tmp.parent) != st.st_dev:
+            no_link = "it is on another filesystem"
+        if link and not no_link:
+            digest, no_link = link_verified(f, real, st, tmp)
+        else:
+            digest = copy_verified(f, real, tmp)
+    except SourceError as exc:
+        tmp.unlink(missing_ok=True)
+        notes.append(f"{f.path}: could not read {cand} from {where} ({exc}); {instead}")
+        return None
+    if digest is None:
+        bad: str | None = "content (it changed while it was read)"
+    elif not digest.checked:
+        bad = "hash (the Hub lists none)"  # nothing to verify against: never used unverified
+    else:
+        mismatch = digest.mismatch()
+        bad = mismatch[0] if mismatch else None
+    if bad is not None:
+        tmp.unlink(missing_ok=True)
+        ignored(f"its {bad} is not the one the Hub lists")
+        return None
+    try:
+        move_into_place(tmp, dest, f.size)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    assert digest is not None
+    linked = link and not no_link
+    return Reused(f.path, f.size, digest.sha256.hexdigest(), source, cand, linked, no_link if link else "")

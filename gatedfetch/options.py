@@ -21,7 +21,9 @@ from .secret import TOKEN_VARIABLES
 DEFAULT_MODEL = "fishaudio/openaudio-s1-mini"
 DEFAULT_LOCAL_DIR = PROJECT_DIR / "checkpoints" / "openaudio-s1-mini"
 HUB_ENDPOINT = "https://huggingface.co"
-DEFAULT_CONNECTIONS = 16  # a CDN caps each connection (40-90 MB/s reported for the Hub's): many streams fill a link
+# Streams at once, across all files (one big file may take them all); also the transfer's default. A CDN caps
+# each connection (40-90 MB/s reported for the Hub's): many streams fill a link.
+DEFAULT_CONNECTIONS = 16
 MAX_CONNECTIONS = 64  # hf_xet's own ceiling
 CONNECTIONS_VARIABLE = "GATEDFETCH_CONNECTIONS"
 

@@ -31,86 +31,15 @@ Filing the model into huggingface_hub's cache (`--also-cache`) is the other way 
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-from filelock import Timeout as LockTimeout
-
+from . import failures, store
+from .digest import Digest
+from .hf_cache import etag, repo_cache
 from .hub_client import RepoFile, Snapshot
-from .local_bytes import CHUNK, SourceError, copy_verified, device, link_verified
-from .transfer import partial as partial_mod
-from .transfer.fetch import safe_dest
-from .transfer.segments import Digest
-
-DOWNLOAD = "download"
-HF_CACHE = "hf-cache"
-REUSE_FROM = "reuse-from"
-PARTIAL = "partial"
-IN_PLACE = "in-place"
-SOURCES = (DOWNLOAD, HF_CACHE, REUSE_FROM, PARTIAL, IN_PLACE)
-TARGET = "target"  # the target folder itself, as the source of --also-cache
-WHERE = {
-    HF_CACHE: "the Hugging Face cache",
-    REUSE_FROM: "a --reuse-from folder",
-    IN_PLACE: "the target folder",
-    TARGET: "the target folder",
-}
-
-
-
-@dataclass(frozen=True)
-class Reused:
-    path: str
-    size: int
-    sha256: str  # of the content (always computed)
-    source: str  # HF_CACHE | REUSE_FROM
-    origin: Path  # the candidate the bytes came from
-    linked: bool  # a hard link to `origin`'s real file (else a copy, or the file kept in place)
-    no_link: str = ""  # with --link, why the bytes were copied instead (EXDEV, EPERM, …)
-
-    def describe(self) -> str:
-        if self.source == IN_PLACE:
-            return f"{self.path}: already in place, verified"
-        if self.linked:
-            return f"{self.path}: linked from {self.origin} ({WHERE[self.source]}), verified"
-        why = f" (not linked: {self.no_link})" if self.no_link else ""
-        return f"{self.path}: copied from {self.origin} ({WHERE[self.source]}){why}, verified"
-
-    @property
-    def copied_bytes(self) -> int:
-        """Bytes this run wrote to put the file in place (a reflink counts too: the filesystem decides)."""
-        return 0 if self.linked or self.source == IN_PLACE else self.size
-
-
-def hub_cache() -> Path:
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def repo_cache(repo: str) -> Path:
-    from huggingface_hub.file_download import repo_folder_name
-
-    return hub_cache() / repo_folder_name(repo_id=repo, repo_type="model")
-
-
-def etag(f: RepoFile) -> str | None:
-    """The name huggingface_hub gives the file's blob: its sha256 (LFS) or git blob sha1 (small file)."""
-    tag = f.sha256 or f.blob_sha1
-    return tag.lower() if tag else None
-
-
-def in_place(local_dir: Path, f: RepoFile) -> bool:
-    """A regular file with the listed size at the file's place (as `hf download --local-dir` leaves it)."""
-    try:
-        st = (local_dir / f.path).lstat()
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size == f.size
+from .local_bytes import CHUNK, HF_CACHE, IN_PLACE, REUSE_FROM, Reused, bring_one
 
 
 def candidates(f: RepoFile, repo: str, reuse_from: Sequence[Path]) -> list[tuple[str, Path]]:
@@ -119,7 +48,7 @@ def candidates(f: RepoFile, repo: str, reuse_from: Sequence[Path]) -> list[tuple
     if tag:
         out.append((HF_CACHE, repo_cache(repo) / "blobs" / tag))
     for folder in reuse_from:
-        out.append((REUSE_FROM, safe_dest(folder, f.path)))
+        out.append((REUSE_FROM, store.safe_dest(folder, f.path)))
     return out
 
 
@@ -136,12 +65,12 @@ def bring_all(
         tag = etag(f)
         if not tag:
             continue  # nothing to verify against
-        dest = safe_dest(local_dir, f.path)
+        dest = store.safe_dest(local_dir, f.path)
         kept = _keep_in_place(f, dest, work_dir, tag, snap.commit, notes)
         if kept is not None:
             reused.append(kept)
             continue
-        if partial_mod.bytes_on_disk(work_dir, tag, f.size) >= f.size:
+        if store.bytes_on_disk(work_dir, tag, f.size) >= f.size:
             continue  # the partial already holds it all
         for source, cand in candidates(f, snap.repo, reuse_from):
             if _same_file(cand, dest):
@@ -163,11 +92,12 @@ def sweep_copies(work_dir: Path) -> list[Path]:
         return removed
     for copy in leftovers:
         key = copy.name.split(".", 1)[0]
-        lock = FileLock(str(partial_mod.lock_path(work_dir, key)), thread_local=False)
+        lock = store.content_lock(work_dir, key)
         try:
-            lock.acquire(timeout=0)
-        except (LockTimeout, OSError):
-            continue  # a run is bringing this content in now (or the lock cannot be taken: leave it)
+            if not store.try_lock(lock, work_dir):
+                continue  # a run is bringing this content in now
+        except failures.DiskFailure:
+            continue  # the lock cannot be taken: leave it
         try:
             copy.unlink(missing_ok=True)
             removed.append(copy)
@@ -188,17 +118,12 @@ def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: st
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
         return None
-    lock = FileLock(str(partial_mod.lock_path(work_dir, tag)), thread_local=False)
-    try:
-        partial_mod.lock_path(work_dir, tag).parent.mkdir(parents=True, exist_ok=True)
-        lock.acquire(timeout=0)
-    except LockTimeout:
+    lock = store.content_lock(work_dir, tag)
+    if not store.try_lock(lock, work_dir):
         return None  # another run is fetching or bringing it in: the transfer waits for it
-    except OSError as exc:
-        raise partial_mod.disk_failure(exc, work_dir / "locks", 0) from None
     try:
-        marker = partial_mod.marker_path(work_dir, tag, f.path)
-        done = partial_mod.read_marker(marker, f.path, f.size, dest)
+        marker = store.marker_path(work_dir, tag, f.path)
+        done = store.read_marker(marker, f.path, f.size, dest)
         if done is not None and done[1]:  # verified when it was put there, unchanged since: no need to hash
             return Reused(f.path, f.size, done[0], IN_PLACE, dest, False)
         digest = Digest(f.size, f.sha256, f.blob_sha1)
@@ -219,7 +144,7 @@ def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: st
                          f"the Hub lists for commit {commit[:10]}; replacing it")
             return None
         sha = digest.sha256.hexdigest()
-        partial_mod.write_marker(marker, f.path, dest, sha, True, IN_PLACE)
+        store.write_marker(marker, f.path, dest, sha, True, IN_PLACE)
         return Reused(f.path, f.size, sha, IN_PLACE, dest, False)
     finally:
         lock.release()
@@ -240,87 +165,16 @@ def _bring_locked(
     """The transfer's lock for this content is held meanwhile: a concurrent run neither fetches nor copies it
     twice (one that holds it now is fetching it: leave the file to the transfer, which waits and then trusts
     the marker written here)."""
-    lock = FileLock(str(partial_mod.lock_path(work_dir, tag)), thread_local=False)
-    try:
-        partial_mod.lock_path(work_dir, tag).parent.mkdir(parents=True, exist_ok=True)
-        lock.acquire(timeout=0)
-    except LockTimeout:
+    lock = store.content_lock(work_dir, tag)
+    if not store.try_lock(lock, work_dir):
         return None
-    except OSError as exc:
-        raise partial_mod.disk_failure(exc, work_dir / "locks", 0) from None
     try:
-        copy = partial_mod.partial_path(work_dir, tag).with_suffix(".copy")
-        got = bring_one(f, source, cand, dest, copy, link, commit, notes)
+        got = bring_one(f, source, cand, dest, store.copy_path(work_dir, tag), link, commit, notes)
         if got is not None:
-            marker = partial_mod.marker_path(work_dir, tag, f.path)
-            partial_mod.write_marker(marker, f.path, dest, got.sha256, True, got.source)
-            stale = partial_mod.partial_path(work_dir, tag)  # this machine's earlier partial of this content
-            stale.unlink(missing_ok=True)
-            stale.with_suffix(".pieces").unlink(missing_ok=True)
+            store.write_marker(store.marker_path(work_dir, tag, f.path), f.path, dest, got.sha256, True, got.source)
+            store.drop_partial(work_dir, tag)  # this machine's earlier partial of this content
         return got
     finally:
         lock.release()
 
 
-def bring_one(
-    f: RepoFile, source: str, cand: Path, dest: Path, tmp: Path, link: bool, commit: str, notes: list[str],
-    instead: str = "downloading it instead",
-) -> Reused | None:
-    """Verify `cand` and put it at `dest` through `tmp`; None (and a note, if it exists) when it is not usable.
-
-    `cand` may be a symlink (a huggingface_hub 2.x blob into the shared store, a snapshot pointer, relative or
-    absolute): its real file is what is read, and what a hard link points to."""
-    real = Path(os.path.realpath(cand))
-    try:
-        st = real.stat()
-    except OSError:
-        return None  # not there (or a dangling symlink): nothing to say
-    where = WHERE[source]
-    if not stat.S_ISREG(st.st_mode):
-        return None
-
-    def ignored(why: str) -> None:
-        notes.append(f"{f.path}: ignored {cand} from {where}: {why} for commit {commit[:10]}; {instead} "
-                     "(the copy there was left as it is)")
-
-    if st.st_size != f.size:
-        ignored(f"{st.st_size} bytes, the Hub lists {f.size}")
-        return None
-    try:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.unlink(missing_ok=True)  # an earlier run's, stopped mid-copy
-    except OSError as exc:
-        raise partial_mod.disk_failure(exc, tmp.parent, f.size) from None
-    no_link = ""
-    try:
-        if link and device(tmp.parent) != st.st_dev:
-            no_link = "it is on another filesystem"
-        if link and not no_link:
-            digest, no_link = link_verified(f, real, st, tmp)
-        else:
-            digest = copy_verified(f, real, tmp)
-    except SourceError as exc:
-        tmp.unlink(missing_ok=True)
-        notes.append(f"{f.path}: could not read {cand} from {where} ({exc}); {instead}")
-        return None
-    if digest is None:
-        bad: str | None = "content (it changed while it was read)"
-    elif not digest.checked:
-        bad = "hash (the Hub lists none)"  # nothing to verify against: never used unverified
-    else:
-        mismatch = digest.mismatch()
-        bad = mismatch[0] if mismatch else None
-    if bad is not None:
-        tmp.unlink(missing_ok=True)
-        ignored(f"its {bad} is not the one the Hub lists")
-        return None
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise partial_mod.disk_failure(exc, dest.parent, f.size) from None
-    partial_mod.fsync_dir(dest.parent)
-    assert digest is not None
-    linked = link and not no_link
-    return Reused(f.path, f.size, digest.sha256.hexdigest(), source, cand, linked, no_link if link else "")

@@ -184,7 +184,7 @@ def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, s
 def kill_and_resume(target: Path, env: dict[str, str], size: int) -> tuple[int, int]:
     """SIGKILL setup.sh when half of model.pth is on disk (by its piece record), then count the bytes
     the resumed run fetches (its --json document) against the bytes that were missing."""
-    from gatedfetch.transfer.partial import bytes_on_disk
+    from gatedfetch.store import bytes_on_disk
 
     proc = subprocess.Popen(
         ["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(target)],

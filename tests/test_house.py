@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gatedfetch import cli, manifest
-from gatedfetch.transfer import partial
+from gatedfetch import cli, manifest, store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,9 +72,9 @@ def test_a_marker_that_cannot_be_written_is_said(tmp_path: Path) -> None:
     dest = tmp_path / "a.bin"
     dest.write_bytes(b"abc")
     marker = tmp_path / "no-such-folder" / "m.json"
-    note = partial.write_marker(marker, "a.bin", dest, "0" * 64, True)
+    note = store.write_marker(marker, "a.bin", dest, "0" * 64, True)
     assert note is not None and "a.bin: could not record its completion" in note
-    assert partial.write_marker(tmp_path / "m.json", "a.bin", dest, "0" * 64, True) is None
+    assert store.write_marker(tmp_path / "m.json", "a.bin", dest, "0" * 64, True) is None
 
 
 def test_a_failing_git_is_visible_with_debug_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

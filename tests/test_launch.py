@@ -17,7 +17,7 @@ import pytest
 
 from gatedfetch import flow, manifest, options
 from gatedfetch.report import Reporter
-from gatedfetch.transfer import partial
+from gatedfetch.store import hosts
 from tests.conftest import MODEL, Env, hub_content
 
 # --- --prepare: a token from any source the full setup reads gives the full setup ------------------------------
@@ -143,21 +143,21 @@ def test_another_hosts_partial_is_adopted_only_where_locks_span_hosts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fs: int | None, adopted: bool
 ) -> None:
     work, key, size = tmp_path / ".gatedfetch", "a" * 64, 1000
-    monkeypatch.setattr(partial, "fs_type", lambda folder: fs)
-    monkeypatch.setattr(partial, "host_tag", lambda: "new-box")
+    monkeypatch.setattr(hosts, "fs_type", lambda folder: fs)
+    monkeypatch.setattr(hosts, "host_tag", lambda: "new-box")
     old_a = work / "partial" / f"{key}.old-box-1.part"
     old_b = work / "partial" / f"{key}.old-box-2.part"
     _fill(old_a, size, 300)
     _fill(old_b, size, 600)
-    partial.adopt(work, key, size)
-    own = partial.partial_path(work, key)
+    hosts.adopt(work, key, size)
+    own = hosts.partial_path(work, key)
     if adopted:
         assert own.stat().st_size == 600  # the fullest one
         assert not old_a.exists() and not old_b.exists()  # the other goes: nothing would ever remove it
-        assert partial.bytes_on_disk(work, key, size) == 600
+        assert hosts.bytes_on_disk(work, key, size) == 600
     else:  # NFS, or a file system we cannot tell: each host keeps its own
         assert not own.exists() and old_a.exists() and old_b.exists()
-        assert partial.bytes_on_disk(work, key, size) == 0
+        assert hosts.bytes_on_disk(work, key, size) == 0
 
 
 HOSTNAME_SITE = """
@@ -183,12 +183,12 @@ def test_a_download_killed_in_one_container_resumes_in_the_next(
     proc = env.start("--connections", "1", env=container("box-1"))
     first = work / "partial" / f"{big.sha256}.box-1.part"
     deadline = time.monotonic() + 60
-    while partial.bytes_on_disk(work, big.sha256, big.size) < big.size // 3 and time.monotonic() < deadline:
+    while hosts.bytes_on_disk(work, big.sha256, big.size) < big.size // 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert first.exists()  # the kill struck mid-file, in the first container
-    have = partial.bytes_on_disk(work, big.sha256, big.size)
+    have = hosts.bytes_on_disk(work, big.sha256, big.size)
     assert big.size // 3 <= have < big.size
 
     env.hub.settings.throttle_bps = None

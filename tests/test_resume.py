@@ -10,14 +10,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from gatedfetch.transfer import partial_bytes
+from gatedfetch.store import bytes_on_disk
 from tests.conftest import MODEL, Env, hub_content
 
 
 def partial_size(out: Path, sha256: str, size: int) -> int:
     """The bytes a re-run may keep: those the piece record vouches for (a kill can land between a write
     and its record, and then the file holds more than the record; the record is the truth)."""
-    return partial_bytes(out / ".gatedfetch", sha256, size)
+    return bytes_on_disk(out / ".gatedfetch", sha256, size)
 
 
 def test_killed_run_resumes_from_the_bytes_on_disk(env: Env, tokens: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gatedfetch.localhub import TOKENS, default_world
-from gatedfetch.transfer import partial_path
+from gatedfetch.store import partial_path
 from tests.conftest import MODEL, Env, copy_project, hub_content
 from tests.jobs_hub import TestHub
 

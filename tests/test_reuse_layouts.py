@@ -19,11 +19,12 @@ import pytest
 from filelock import FileLock
 from huggingface_hub import constants, hf_hub_download, scan_cache_dir
 
-from gatedfetch import hf_cache, manifest, reuse
+from gatedfetch import hf_cache, manifest, reuse, store
 from gatedfetch.hub_client import RepoFile, Snapshot
+from gatedfetch.local_bytes import HF_CACHE, IN_PLACE, REUSE_FROM, Reused
 from gatedfetch.progress import make_progress
-from gatedfetch.transfer import RemoteFile, content_key, fetch_all, partial_path
-from gatedfetch.transfer import partial as partial_mod
+from gatedfetch.store import partial_path
+from gatedfetch.transfer import RemoteFile, content_key, fetch_all
 from tests.conftest import MODEL, Env, hub_content
 from tests.test_reuse import HF, TOKEN, by_path, file_gets, hf_download, hf_environ, hf_home, repo_cache
 
@@ -64,7 +65,7 @@ def put_blob(cache: Path, path: str, data: bytes | None = None, link: str | None
     """`blobs/<etag>`: a regular file (link=None), or a "relative"/"absolute" symlink into the shared store,
     as huggingface_hub 2.x publishes a Xet file (the store entry is read-only, named by another hash)."""
     f = repo_file(path)
-    blob = storage(cache) / "blobs" / reuse.etag(f)  # type: ignore[operator]
+    blob = storage(cache) / "blobs" / hf_cache.etag(f)  # type: ignore[operator]
     blob.parent.mkdir(parents=True, exist_ok=True)
     content = DATA[path] if data is None else data
     if link is None:
@@ -89,7 +90,7 @@ def put_snapshot(cache: Path) -> Path:
     folder = storage(cache) / "snapshots" / COMMIT
     folder.mkdir(parents=True, exist_ok=True)
     for path in DATA:
-        os.symlink(f"../../blobs/{reuse.etag(repo_file(path))}", folder / path)
+        os.symlink(f"../../blobs/{hf_cache.etag(repo_file(path))}", folder / path)
     (storage(cache) / "refs").mkdir(exist_ok=True)
     (storage(cache) / "refs" / "main").write_text(COMMIT)
     return folder
@@ -104,7 +105,7 @@ def fill(folder: Path, **changed: bytes) -> Path:
 
 def bring(
     target: Path, *, link: bool = False, reuse_from: tuple[Path, ...] = ()
-) -> tuple[list[reuse.Reused], list[str]]:
+) -> tuple[list[Reused], list[str]]:
     s = snap()
     return reuse.bring_all(s.files, s, target, manifest.work_dir(target), list(reuse_from), link)
 
@@ -127,7 +128,7 @@ def test_link_to_a_shared_store_blob_links_the_real_file_and_survives_the_cache(
     target = tmp_path / "target"
     got, notes = bring(target, link=True)
     assert notes == []
-    assert {u.path for u in got if u.linked and u.source == reuse.HF_CACHE} == LFS
+    assert {u.path for u in got if u.linked and u.source == HF_CACHE} == LFS
     for path, blob in blobs.items():
         dest = target / path
         assert not dest.is_symlink() and dest.samefile(blob.resolve())
@@ -149,7 +150,7 @@ def test_link_from_a_snapshot_folder_of_symlinks_with_reuse_from(
     target = tmp_path / "target"
     got, notes = bring(target, link=True, reuse_from=(snapshot,))
     assert notes == []
-    assert {u.path: (u.source, u.linked) for u in got} == {p: (reuse.REUSE_FROM, True) for p in DATA}
+    assert {u.path: (u.source, u.linked) for u in got} == {p: (REUSE_FROM, True) for p in DATA}
     assert all(not (target / p).is_symlink() and (target / p).read_bytes() == d for p, d in DATA.items())
 
 
@@ -197,7 +198,7 @@ def test_files_already_in_place_are_verified_and_kept_without_a_manifest(cache: 
     before = {p: (target / p).stat() for p in DATA}
     got, notes = bring(target)
     assert notes == [] and not manifest.path_of(target).exists()
-    assert {u.path: u.source for u in got} == {p: reuse.IN_PLACE for p in DATA}
+    assert {u.path: u.source for u in got} == {p: IN_PLACE for p in DATA}
     for p, st in before.items():  # kept: the same inode, not rewritten
         after = (target / p).stat()
         assert (after.st_ino, after.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
@@ -208,7 +209,7 @@ def test_a_wrong_file_in_place_is_named_and_replaced_from_the_cache(cache: Path,
     target = fill(tmp_path / "target", **{"model.pth": flipped(DATA["model.pth"])})
     got, notes = bring(target)
     assert len(notes) == 1 and notes[0].startswith("model.pth: the file in place") and "sha256" in notes[0]
-    assert next(u for u in got if u.path == "model.pth").source == reuse.HF_CACHE
+    assert next(u for u in got if u.path == "model.pth").source == HF_CACHE
     assert (target / "model.pth").read_bytes() == DATA["model.pth"]
 
 
@@ -218,7 +219,7 @@ def test_a_symlink_in_place_is_not_kept_but_replaced_by_the_file(cache: Path, tm
     target.mkdir()
     os.symlink(blob, target / "model.pth")  # an older `--local-dir-use-symlinks` folder
     got, _ = bring(target)
-    assert next(u for u in got if u.path == "model.pth").source == reuse.HF_CACHE
+    assert next(u for u in got if u.path == "model.pth").source == HF_CACHE
     assert not (target / "model.pth").is_symlink()
 
 
@@ -246,11 +247,11 @@ def test_a_file_another_run_brought_in_meanwhile_keeps_that_runs_source(tmp_path
     work = manifest.work_dir(out)
     f = repo_file("model.pth")
     rf = RemoteFile(f.path, f.size, "http://127.0.0.1:9/never", f.sha256, None)
-    marker = partial_mod.marker_path(work, content_key(rf), f.path)
+    marker = store.marker_path(work, content_key(rf), f.path)
     marker.parent.mkdir(parents=True)
-    partial_mod.write_marker(marker, f.path, out / f.path, f.sha256 or "", True, reuse.HF_CACHE)
+    store.write_marker(marker, f.path, out / f.path, f.sha256 or "", True, HF_CACHE)
     (r,) = fetch_all([rf], out, work, {}, progress=make_progress("quiet"), endpoint="http://127.0.0.1:9")
-    assert (r.source, r.fetched_bytes, r.verified) == (reuse.HF_CACHE, 0, True)
+    assert (r.source, r.fetched_bytes, r.verified) == (HF_CACHE, 0, True)
 
 
 # --- --also-cache ----------------------------------------------------------------------------------
@@ -288,7 +289,7 @@ def test_also_cache_over_a_cache_that_is_right_takes_no_lock_and_writes_nothing(
     assert first.changed and first.snapshot is not None
     ref = storage(cache) / "refs" / "main"
     before = ref.stat().st_mtime_ns
-    locks = [FileLock(str(cache / ".locks" / storage(cache).name / f"{reuse.etag(f)}.lock")) for f in snap().files]
+    locks = [FileLock(str(cache / ".locks" / storage(cache).name / f"{hf_cache.etag(f)}.lock")) for f in snap().files]
     for lock in locks:  # held: any attempt to take one would end in a warning
         lock.acquire()
     try:

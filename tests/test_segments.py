@@ -20,10 +20,10 @@ import pytest
 from gatedfetch import failures, settings
 from gatedfetch.localhub import TOKENS, default_world
 from gatedfetch.progress import make_progress
+from gatedfetch.store import bytes_on_disk
 from gatedfetch.transfer import FileResult, RemoteFile, fetch_all, segments
 from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer.job import Job
-from gatedfetch.transfer.partial import bytes_on_disk
 from tests.conftest import MODEL, Env
 from tests.jobs_hub import TestHub
 

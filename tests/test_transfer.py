@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gatedfetch import failures, settings, transfer
+from gatedfetch import failures, settings, store, transfer
 from gatedfetch.localhub import MODEL, TOKENS, Fault, Req
 from gatedfetch.progress import make_progress
+from gatedfetch.store import record
 from gatedfetch.transfer import FileResult, HttpRefused, RemoteFile, fetch_all
 from gatedfetch.transfer import fetch as fetch_mod
-from gatedfetch.transfer import partial as partial_mod
 from tests.jobs_hub import TestHub
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def child_env() -> dict[str, str]:
 
 
 def partial_path(tmp_path: Path, rf: RemoteFile) -> Path:
-    return transfer.partial_path(tmp_path / "out" / ".gatedfetch", transfer.content_key(rf))
+    return store.partial_path(tmp_path / "out" / ".gatedfetch", transfer.content_key(rf))
 
 
 def seed_partial(tmp_path: Path, rf: RemoteFile, data: bytes) -> Path:
@@ -441,7 +441,7 @@ def test_disk_full_keeps_the_partial_for_the_next_run(
             written[0] += n
         return n
 
-    monkeypatch.setattr(partial_mod.os, "pwrite", write)
+    monkeypatch.setattr(record.os, "pwrite", write)
     with pytest.raises(failures.DiskFailure, match="not enough space"):
         fetch(hub, tmp_path)
     monkeypatch.undo()

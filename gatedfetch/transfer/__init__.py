@@ -8,30 +8,25 @@ Xet path runs only when a server advertises Xet and checks no sha256 either, whi
 every file over `/resolve` (a redirect to its CDN, with Range), so that is the one path here.
 
   http       the one transport: keep-alive connections, redirects, the token only to the Hub
-  partial    one file's bytes on disk: the partial, its piece record, the move into place
   segments   how a file is cut into pieces; the hash that follows the contiguous prefix
   job        one file being fetched: lock, partial, pieces, hash, state; its verification
   fetch      the pool of streams across files and pieces, the retry loop of one piece
+
+The bytes on disk (partials, piece records, locks, markers, the move into place) are gatedfetch.store's.
 """
 
 from __future__ import annotations
 
-from .fetch import CONNECTIONS, fetch_all, safe_dest
+from .fetch import fetch_all
 from .http import HttpRefused
 from .job import Cancelled, FileResult, RemoteFile, content_key
-from .partial import bytes_on_disk as partial_bytes
-from .partial import partial_path
 
 __all__ = [
-    "CONNECTIONS",
     "Cancelled",
     "FileResult",
     "HttpRefused",
     "RemoteFile",
     "content_key",
     "fetch_all",
-    "partial_bytes",
-    "partial_path",
-    "safe_dest",
 ]
 

@@ -11,7 +11,7 @@
 * **Retries per piece**: resets, timeouts, cut or short bodies (a CDN edge may answer `206` with fewer
   bytes than announced, even none), 5xx, 408 and 429 (`Retry-After`), with a bounded exponential
   backoff, each retry asking only for what the piece still lacks.
-* **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (partial.Partial).
+* **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (store.Partial).
 * **Lock-safe**: one `filelock.FileLock` per content serialises processes and threads on a partial.
 """
 
@@ -21,12 +21,13 @@ import http.client
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from .. import failures
+from .. import failures, store
+from ..options import DEFAULT_CONNECTIONS
 from ..progress import Progress
 from ..settings import DOWNLOAD_RETRIES, current
-from . import partial as partial_mod
+from ..store import Piece
 from .http import (
     CONTENT_RANGE,
     RETRYABLE_STATUS,
@@ -42,9 +43,7 @@ from .http import (
     where,
 )
 from .job import Cancelled, FileResult, Job, RemoteFile
-from .partial import Piece
 
-CONNECTIONS = 16  # streams at once, across all files: 8 per big file was the suggestion; one file takes all
 BUFFER_SIZE = 1 << 20  # a stream reads into BUFFERS of these: one being filled, one being written, one spare
 BUFFERS = 3  # (16 streams x 3 MiB at most)
 # The waits (backoff_base before the 2nd attempt, doubling up to backoff_cap; a server's Retry-After honoured up
@@ -61,21 +60,19 @@ def _sleep(seconds: float, cancel: threading.Event) -> None:
         raise Cancelled()
 
 
-def safe_dest(local_dir: Path, path: str) -> Path:
-    pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or any(part in ("", ".", "..") for part in path.split("/")):
-        raise failures.unsafe_path(path)
-    return local_dir.joinpath(*pure.parts)
-
-
 def _range_header(start: int, end: int, size: int) -> str:
     return f"bytes={start}-" if end >= size else f"bytes={start}-{end - 1}"
 
 
 class _Pool:
+    """Streams that take pieces from the jobs, in file order, and fetch them. It schedules through the jobs'
+    methods only (activate, take, release, fan_out, restart_single, on_416, finish, close): never by writing
+    a job's fields."""
+
     def __init__(
         self,
         jobs: list[Job],
+        cond: threading.Condition,
         headers: Mapping[str, str],
         endpoint: str,
         connections: int,
@@ -91,7 +88,7 @@ class _Pool:
         self.retries = max(1, retries)
         self.timeout = timeout
         self.cancel = cancel
-        self.cond = threading.Condition()
+        self.cond = cond  # the jobs' too: the pool waits on it for work, a job's transition notifies it
         self.error: BaseException | None = None
         self.clients: list[Client] = []
 
@@ -112,10 +109,8 @@ class _Pool:
                 t.join()
             raise
         finally:
-            with self.cond:
-                for job in self.jobs:
-                    if job.state != "done":
-                        job.close()
+            for job in self.jobs:
+                job.close()  # those not over: the partial stays for the next run
         if self.error is not None:
             raise self.error
 
@@ -135,10 +130,10 @@ class _Pool:
             while not self.cancel.is_set():
                 pending = False
                 for job in self.jobs:
-                    if job.state == "wait" and not job.activate():
+                    if job.waiting and not job.activate():
                         pending = True
                         continue
-                    if job.state in ("done", "closed"):
+                    if job.over:
                         continue
                     pending = True
                     if job.ready_to_finish():
@@ -160,9 +155,7 @@ class _Pool:
             while (task := self._take()) is not None:
                 job, piece = task
                 if piece is None:
-                    job.finish(self.cancel)
-                    with self.cond:  # done (streams waiting on it may stop) or planned anew (work to take)
-                        self.cond.notify_all()
+                    job.finish(self.cancel)  # done, or planned anew: either way the job wakes the streams
                     continue
                 bufs = bufs or [memoryview(bytearray(BUFFER_SIZE)) for _ in range(BUFFERS)]
                 self._fetch_piece(client, job, piece, bufs)
@@ -212,9 +205,7 @@ class _Pool:
             self._fail(exc)  # before the piece is let go: no other stream may take it up again
             raise
         finally:
-            with self.cond:
-                job.inflight.discard(id(piece))
-                self.cond.notify_all()
+            job.release(piece)
 
     def _attempt(self, client: Client, job: Job, piece: Piece, bufs: list[memoryview]) -> Piece | None:
         """One request for what `piece` lacks. Returns the piece this stream now holds (None: it gave it
@@ -237,12 +228,9 @@ class _Pool:
                     if length.isdigit() and int(length) != rf.size:
                         raise job.integrity(failures.size_mismatch(rf.path, rf.size, int(length)))
                     if ranged:  # the Range was ignored: the body is the whole file from byte 0
-                        if job.state == "ranged":
+                        if job.ranged:
                             raise Retry(f"{at} ignored the Range of a piece")
-                        with self.cond:
-                            job.restart(single=True)
-                            piece = job.pieces[0]
-                            job.inflight.add(id(piece))
+                        piece = job.restart_single(hold=True)
                     end = rf.size
                 else:
                     m = CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
@@ -251,22 +239,17 @@ class _Pool:
                     if m.group(3) != "*" and int(m.group(3)) != rf.size:
                         raise job.integrity(failures.size_mismatch(rf.path, rf.size, int(m.group(3))))
                     if int(m.group(1)) != start or int(m.group(2)) < start:
-                        if job.state == "ranged":
+                        if job.ranged:
                             raise Retry(f"{at} answered another range than the one asked")
-                        with self.cond:  # not the range we asked for: start over from byte 0
-                            job.restart(single=True)
+                        job.restart_single()  # not the range we asked for: start over from byte 0
                         return None
-                    if not length.isdigit() and job.state == "probe":
-                        with self.cond:  # can't tell a cut body from a whole one: one stream for this file
-                            job.one_stream()
+                    if not length.isdigit() and job.probing:
+                        job.one_stream()  # can't tell a cut body from a whole one: one stream for this file
                         return None
                     end = min(piece.end, int(m.group(2)) + 1)
                 self._read(resp, job, piece, end, bufs, bounded=length.isdigit(), at=at)
                 return piece
-            if status == 416 and start and job.state != "ranged" and not job.restarted_416:
-                job.restarted_416 = True
-                with self.cond:
-                    job.restart(single=True)
+            if status == 416 and start and job.on_416():
                 return None
             retry_after = resp.headers.get("retry-after", "").strip()
             if status == 403 and origin(resp.url) != origin(rf.url):
@@ -293,10 +276,7 @@ class _Pool:
         Where one stream alone already runs faster than FAST_STREAM (a mirror on the LAN, loopback), more
         streams only compete for the CPU and the page cache: measured on a 2-core machine over loopback,
         16 streams took 2.4 s for 500 MiB where one took 0.8 s. So a fast first stream stays alone."""
-        with self.cond:
-            job.state = "ranged"
-            job.max_streams = 1 if rate >= FAST_STREAM else self.connections
-            self.cond.notify_all()
+        job.fan_out(1 if rate >= FAST_STREAM else self.connections)
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -322,7 +302,7 @@ class _Pool:
                 job.offer(pos, data)
                 job.wrote(piece, n)
                 pos += n
-                if job.state == "probe" and (pos - probe_from >= PROBE_BYTES or pos >= end):
+                if job.probing and (pos - probe_from >= PROBE_BYTES or pos >= end):
                     self._fan_out(job, (pos - probe_from) / max(time.monotonic() - probe_t0, 1e-6))
                 self._check_cancel()
         except (OSError, http.client.HTTPException) as exc:  # from the socket: disk errors come as failures
@@ -341,7 +321,7 @@ def fetch_all(
     *,
     progress: Progress,
     endpoint: str,
-    connections: int = CONNECTIONS,
+    connections: int = DEFAULT_CONNECTIONS,
     retries: int = DOWNLOAD_RETRIES,
     timeout: float | None = None,
 ) -> list[FileResult]:
@@ -350,18 +330,19 @@ def fetch_all(
     Raises a `failures.Failure` (integrity, hub unreachable, disk), `HttpRefused` for a 4xx the caller
     classifies; the first failure stops the other streams (partials stay for the next run). So does a
     KeyboardInterrupt, re-raised once the streams have stopped."""
-    targets = [safe_dest(local_dir, rf.path) for rf in files]
+    targets = [store.safe_dest(local_dir, rf.path) for rf in files]
     try:
         for folder in ("partial", "locks", "done"):
             (work_dir / folder).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise partial_mod.disk_failure(exc, work_dir, sum(rf.size for rf in files)) from None
+        raise store.disk_failure(exc, work_dir, sum(rf.size for rf in files)) from None
     progress.plan(sum(rf.size for rf in files))
     order = sorted(range(len(files)), key=lambda i: -files[i].size)
-    jobs = [Job(files[i], targets[i], work_dir, connections, progress) for i in order]
     if timeout is None:
         timeout = current().download_timeout
-    _Pool(jobs, headers, endpoint, connections, retries, timeout, threading.Event()).run()
+    cond = threading.Condition()  # the pool's and its jobs': each transition holds it and wakes the streams
+    jobs = [Job(files[i], targets[i], work_dir, connections, progress, cond) for i in order]
+    _Pool(jobs, cond, headers, endpoint, connections, retries, timeout, threading.Event()).run()
     by_path = {id(job.rf): job.result for job in jobs}
     results = [by_path[id(rf)] for rf in files]
     return [r for r in results if r is not None]

@@ -1,0 +1,97 @@
+"""What makes bytes durable where they land: a folder's fsync after a rename, the atomic move into place, and
+the background flush of a partial as it grows."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .names import disk_failure
+
+# The partial is fdatasync'ed in the background every FLUSH_EVERY bytes written, and the synced pages
+# that are already hashed dropped from the page cache (see Flusher for why, with the measurements).
+FLUSH_EVERY = 64 << 20
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (best effort: some file systems cannot sync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def move_into_place(done: Path, dest: Path, needed: int = 0) -> None:
+    """`os.replace` the complete, verified (and fsync'ed) file `done` to `dest`, its folder made first, then
+    make the rename durable. A disk error is the disk failure (`needed`: the bytes it would have taken)."""
+    folder = dest.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(done, dest)
+    except OSError as exc:
+        raise disk_failure(exc, folder, needed) from None
+    fsync_dir(folder)
+
+
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+class Flusher:
+    """`fdatasync`s a partial in a background thread every FLUSH_EVERY bytes written.
+
+    Measured on a 2-core VM (1 GiB, ext4): writing 1 GiB then one fsync took 3-5 s, because dirty
+    pages pile up and fresh page-cache pages are slow to get; with a background fdatasync every
+    64 MiB the same writes took 0.5-0.7 s in all, and the final fsync ~0. Dropping synced pages
+    (POSIX_FADV_DONTNEED never drops dirty ones) recycles the same few pages: a whole 1 GiB fetch went
+    from 2.3-2.6 s (fdatasync only) to 1.2-1.5 s. Only pages below `hashed()` are dropped: the hash
+    reads the others back from the page cache. Side effects, both wanted: a partial is durable as it
+    grows, and a 3.6 GB download does not evict everyone else's page cache."""
+
+    def __init__(self, fd: int, hashed: Callable[[], int]) -> None:
+        self._fd = fd
+        self._hashed = hashed  # a callable giving the hashed prefix's length
+        self._wake = threading.Event()
+        self._stop = False
+        self._unflushed = 0
+        self._count_lock = threading.Lock()
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="gatedfetch-flush", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            try:
+                upto = self._hashed()
+                _datasync(self._fd)
+                if upto and hasattr(os, "posix_fadvise"):  # Linux; macOS has neither call
+                    os.posix_fadvise(self._fd, 0, upto, os.POSIX_FADV_DONTNEED)
+            except OSError as exc:
+                self.error = exc
+                return
+
+    def wrote(self, n: int) -> None:
+        if self.error is not None:
+            raise self.error
+        with self._count_lock:
+            self._unflushed += n
+            if self._unflushed < FLUSH_EVERY:
+                return
+            self._unflushed = 0
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
