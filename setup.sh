@@ -89,8 +89,10 @@ bootstrap_python() {
     return 0
   fi
   # A current .venv needs no other Python (cron, systemd and CI steps often have none on PATH).
-  if [[ -x "${VENV}/bin/python" ]] && python_ok "${VENV}/bin/python" &&
-    "${VENV}/bin/python" "${HERE}/scripts/bootstrap.py" "${HERE}" --ready; then
+  # One start of .venv's Python, isolated and without site (-I -S: the check needs the standard library only);
+  # one too old to even read bootstrap.py fails here and is diagnosed by the build below.
+  if [[ -x "${VENV}/bin/python" ]] && "${VENV}/bin/python" -I -S "${HERE}/scripts/bootstrap.py" "${HERE}" --ready \
+    2>/dev/null; then
     PY="${VENV}/bin/python"
     return 0
   fi

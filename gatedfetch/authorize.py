@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from . import failures, prompt, secret, tokens
-from .hub_client import HubClient, Identity, Snapshot
 from .options import Options
+from .repo import Identity, Snapshot
 from .report import Reporter
+
+if TYPE_CHECKING:
+    from .hub_client import HubClient
 
 
 def find_token(opts: Options, rep: Reporter) -> tokens.Found:

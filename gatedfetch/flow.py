@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from . import failures, manifest, secret, tokens
 from .authorize import Checks, find_token, look_for_token
-from .bounded import install_timeouts
-from .hub_client import HubClient
 from .layout import check_disk, check_layout, plan
 from .options import Options
 from .outcome import Outcome
@@ -56,6 +54,9 @@ def prepare(opts: Options, rep: Reporter, endpoint: str) -> Outcome:
         if found is not None:
             rep.info("prepare: a token is available: continuing with the full setup")
             return online(opts, rep, endpoint, found)
+        from .bounded import install_timeouts
+        from .hub_client import HubClient  # huggingface_hub: loaded where the Hub is asked through it
+
         deadline = install_timeouts()
         snap = HubClient(endpoint, None, say=rep.info, deadline=deadline).snapshot(opts.model, opts.revision)
         todo, _ = plan(opts.local_dir, manifest.load(opts.local_dir, rep.warn), snap)
@@ -82,25 +83,30 @@ def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | No
     try:
         found = found or find_token(opts, rep)
         out.token_source = found.kind
+        previous = manifest.load(opts.local_dir, rep.warn)
+        # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
+        complete = previous is not None and not opts.check and not manifest.missing(opts.local_dir, previous)
+        asked: str | None = None  # the commit the revision names, when the one quick request told it
+        if complete and previous is not None and previous.model == opts.model and not opts.also_cache:
+            from .recheck import current_commit  # the standard library only: a re-run at its floor
+
+            asked = current_commit(endpoint, found.token, opts.model, opts.revision)
+            if asked == previous.commit:
+                return _up_to_date(opts, rep, out, previous)
+        from .bounded import install_timeouts
+        from .hub_client import HubClient  # huggingface_hub: loaded where the Hub is asked through it
+
         deadline = install_timeouts()
         client = HubClient(endpoint, found.token, found.source, say=rep.info, deadline=deadline)
-        previous = manifest.load(opts.local_dir, rep.warn)
-
-        # A complete copy of some commit is on disk: one request tells whether it is the wanted one.
-        if previous is not None and not opts.check and not manifest.missing(opts.local_dir, previous):
+        if complete and previous is not None and asked is None:  # no quick answer: ask through huggingface_hub
             snap = client.snapshot(opts.model, opts.revision)
             if previous.commit == snap.commit and previous.model == opts.model:
-                # The copy is trusted; the token was not asked who it is, so no user is reported.
-                out.commit, out.files = snap.commit, [_file_doc(e) for e in previous.files]
-                rep.info(
-                    f"up to date: {opts.model}@{snap.commit[:10]} is complete and verified in {opts.local_dir} "
-                    "(the token's access was not checked again: `bash setup.sh --check` does)"
-                )
+                _up_to_date(opts, rep, out, previous)
                 if opts.also_cache:
                     from . import acquire  # the step that brings files: never loaded by a plain re-run
 
                     out.hf_cache_snapshot = acquire.also_cache(opts, rep, snap)
-                return out.done()
+                return out
         with Checks(client, found, opts.model, opts.revision) as checks:
             who, snap = checks.identify(rep)
             out.user, out.token_role = (who.name, who.role) if who else (None, None)
@@ -143,6 +149,17 @@ def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | No
         return out.done()
     except failures.Failure as failure:
         return out.failed(failure)
+
+
+def _up_to_date(opts: Options, rep: Reporter, out: Outcome, previous: manifest.Manifest) -> Outcome:
+    """The copy on disk is complete and of the commit the revision names: trusted as recorded. The token was not
+    asked who it is, so no user is reported."""
+    out.commit, out.files = previous.commit, [_file_doc(e) for e in previous.files]
+    rep.info(
+        f"up to date: {opts.model}@{previous.commit[:10]} is complete and verified in {opts.local_dir} "
+        "(the token's access was not checked again: `bash setup.sh --check` does)"
+    )
+    return out.done()
 
 
 def _file_doc(e: manifest.FileEntry) -> dict[str, object]:

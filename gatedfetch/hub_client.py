@@ -10,7 +10,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,36 +26,13 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 
 from . import failures
 from .bounded import PHASE_ATTEMPTS, Deadline, read_timeout, speaking
+from .repo import Identity, RepoFile, Snapshot
 from .secret import mask
 from .settings import current
 
 T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    role: str  # read | write | fineGrained | admin | unknown
-    can_read_gated: bool | None = None  # fine-grained tokens only
-    scoped: tuple[str, ...] = ()  # fine-grained: entities the token is scoped to with read permission
-
-
-@dataclass(frozen=True)
-class RepoFile:
-    path: str
-    size: int
-    sha256: str | None
-    blob_sha1: str | None
-
-
-@dataclass
-class Snapshot:
-    repo: str
-    revision: str
-    commit: str
-    gated: bool
-    files: list[RepoFile]
-    notes: list[str] = field(default_factory=list)
+__all__ = ["HubClient", "Identity", "RepoFile", "Snapshot"]  # the values are repo.py's, named here too
 
 
 class HubClient:

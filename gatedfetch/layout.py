@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from . import failures, manifest, store
-from .hub_client import RepoFile, Snapshot
+from .repo import RepoFile, Snapshot
 
 
 def plan(

@@ -26,7 +26,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = base / "home"
     home.mkdir()
     project = copy_project(base / "project")
-    r = subprocess.run(["bash", str(project / "setup.sh"), "--check"], cwd=project, env=user_environ(home),
+    # as many container images have it: the build still leaves what the helper imports compiled
+    environ = {**user_environ(home), "PYTHONDONTWRITEBYTECODE": "1"}
+    r = subprocess.run(["bash", str(project / "setup.sh"), "--check"], cwd=project, env=environ,
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
     assert r.returncode == 3, r.stderr  # no token: after the build, the helper names where to put one
     assert "python: building" in r.stderr and "HF_TOKEN" in r.stderr
@@ -68,3 +70,9 @@ def test_what_the_venv_does_not_need_is_not_in_it(project: Path, module: str) ->
     r = subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", f"import {module}"], cwd=project,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and f"No module named '{module}'" in r.stderr
+
+
+def test_what_the_helper_imports_is_compiled_once_whatever_pythondontwritebytecode_says(project: Path) -> None:
+    site = next((project / ".venv" / "lib").glob("python3.*/site-packages"))
+    assert list((site / "huggingface_hub" / "__pycache__").glob("hf_api.*.pyc"))
+    assert list((project / "gatedfetch" / "__pycache__").glob("flow.*.pyc"))

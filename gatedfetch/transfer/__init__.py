@@ -17,9 +17,25 @@ The bytes on disk (partials, piece records, locks, markers, the move into place)
 
 from __future__ import annotations
 
-from .fetch import fetch_all
-from .http import HttpRefused
-from .job import Cancelled, FileResult, RemoteFile, content_key
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fetch import fetch_all
+    from .http import HttpRefused
+    from .job import Cancelled, FileResult, RemoteFile, content_key
+
+_WHERE = {"fetch_all": "fetch", "HttpRefused": "http", "Cancelled": "job", "FileResult": "job", "RemoteFile": "job",
+          "content_key": "job"}
+
+
+def __getattr__(name: str) -> Any:
+    """The package's names, each imported on first use: `gatedfetch.transfer.http` alone (the re-run's one
+    request) must not load the pool, the job and their dependencies."""
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(name)
 
 __all__ = [
     "Cancelled",
