@@ -176,6 +176,22 @@ class Env:
         return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
 
 
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The files requirements.lock names, downloaded once (checked against its hashes), and the environment that
+    makes pip install from them and nowhere else."""
+    if os.environ.get("GATEDFETCH_OFFLINE_TESTS") == "1":
+        pytest.skip("needs the package index")
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--no-deps",
+         "--require-hashes", "-r", str(REPO_ROOT / "requirements.lock"), "-d", str(folder)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(folder), "PIP_NO_COMPILE": "1"}
+
+
 @pytest.fixture
 def env(tmp_path: Path, hub: TestHub) -> Env:
     project = copy_project(tmp_path / "project")

@@ -55,22 +55,6 @@ def isolated_path(fake: Path) -> str:
     return os.pathsep.join(str(p) for p in keep)
 
 
-@pytest.fixture(scope="session")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The files requirements.lock names, downloaded once (checked against its hashes), and the environment that
-    makes pip install from them and nowhere else."""
-    if os.environ.get("GATEDFETCH_OFFLINE_TESTS") == "1":
-        pytest.skip("needs the package index")
-    folder = tmp_path_factory.mktemp("wheelhouse")
-    r = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--no-deps",
-         "--require-hashes", "-r", str(REPO_ROOT / "requirements.lock"), "-d", str(folder)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600,
-    )
-    assert r.returncode == 0, r.stderr
-    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(folder), "PIP_NO_COMPILE": "1"}
-
-
 def test_a_package_file_that_does_not_match_the_lock_is_refused(
     env: Env, tokens: dict[str, str], wheelhouse: dict[str, str]
 ) -> None:
