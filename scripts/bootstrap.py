@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 MIN_PY = (3, 10)
-# The exit codes of gatedfetch/failures (bash setup.sh --help lists them), repeated: this runs before the venv.
+# The exit codes of gatedfetch/failures/kinds.py (bash setup.sh --help lists them), repeated: this runs before
+# the venv and imports nothing of the package (tests/test_house.py checks that the two agree).
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_HUB_UNREACHABLE = 7  # the installer could not fetch the packages (the index is unreachable or failing)

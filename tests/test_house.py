@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,36 @@ def test_no_module_over_400_lines() -> None:
             if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
 
+
+
+def test_the_bootstraps_exit_codes_are_the_tables() -> None:
+    """scripts/bootstrap.py runs before the venv and repeats the codes it uses: they must mean what the table says."""
+    from gatedfetch.failures.kinds import KINDS
+
+    text = (ROOT / "scripts" / "bootstrap.py").read_text()
+    codes = {name: int(code) for name, code in re.findall(r"^EXIT_([A-Z_]+) = (\d+)", text, re.MULTILINE)}
+    named = {name.lower(): code for name, code in codes.items() if code in KINDS}
+    assert named == {"failed": 1, "usage": 2, "hub_unreachable": 7, "integrity": 8, "local_disk": 9}
+    kinds = {"failed": "unexpected", "local_disk": "disk"}
+    for name, code in named.items():
+        assert KINDS[code][0] == kinds.get(name, name), (name, code)
+
+
+def test_setup_sh_reads_the_token_variables_the_helper_knows() -> None:
+    from gatedfetch.secret import TOKEN_VARIABLES
+
+    text = (ROOT / "setup.sh").read_text()
+    assert f"for var in {' '.join(TOKEN_VARIABLES)}; do" in text
+    assert "env " + " ".join(f"-u {v}" for v in TOKEN_VARIABLES) in text
+
+
+def test_no_comment_names_a_file_that_is_not_there() -> None:
+    """A comment or docstring that names a project file (gatedfetch/…py, scripts/…, tests/…py) names one that exists."""
+    named = re.compile(r"\b((?:gatedfetch|scripts|tests)/[\w/]+\.(?:py|sh))\b")
+    missing = []
+    files = [*ROOT.glob("gatedfetch/**/*.py"), *ROOT.glob("scripts/*"), *ROOT.glob("tests/*.py"), ROOT / "setup.sh"]
+    for path in files:
+        for ref in named.findall(path.read_text()):
+            if not (ROOT / ref).exists():
+                missing.append(f"{path.relative_to(ROOT)} names {ref}")
+    assert missing == []
