@@ -28,6 +28,8 @@ def test_prepare_with_token_goes_on_to_the_full_setup(env: Env, tokens: dict[str
 def test_prepare_reports_an_unreachable_hub(env: Env) -> None:
     r = env.run("--prepare", env={"HF_ENDPOINT": "http://127.0.0.1:9"})
     assert r.code == 7
+    assert "error: cannot reach the hub at http://127.0.0.1:9" in r.err and "fix:" in r.err
+    assert "prepare: Python ready" not in r.err
 
 
 def test_prepare_reports_too_little_disk(env: Env) -> None:

@@ -76,7 +76,9 @@ def test_token_in_file_readable_by_others_is_found(tmp_path: Path, tokens: dict[
     r = audit(project, home)
     assert r.returncode == 1 and f"chmod 600 {notes}" in r.stdout
     notes.chmod(0o600)
-    assert audit(project, home).returncode == 0
+    r = audit(project, home)
+    assert r.returncode == 0
+    assert "finding" not in (r.stdout + r.stderr)
 
 
 def test_tracked_env_is_found(tmp_path: Path) -> None:
@@ -91,4 +93,6 @@ def test_tracked_env_is_found(tmp_path: Path) -> None:
 def test_placeholders_are_not_findings(tmp_path: Path) -> None:
     project, home = make(tmp_path)
     (home / ".bash_history").write_text("export HF_TOKEN=hf_" + "x" * 34 + "\n")
-    assert audit(project, home).returncode == 0
+    r = audit(project, home)
+    assert r.returncode == 0
+    assert "finding" not in (r.stdout + r.stderr)

@@ -270,6 +270,8 @@ def test_check_downloads_nothing_and_says_it_would_succeed(env: Env, tokens: dic
 def test_check_fails_like_the_real_run(env: Env, tokens: dict[str, str]) -> None:
     r = env.run("--check", env={"HF_TOKEN": tokens["pending"]})
     assert r.code == 5
+    assert "awaiting" in r.err and "review" in r.err  # the same words as the download run's refusal
+    assert not (env.out_dir / "model.pth").exists()
 
 
 def test_json_is_one_document_with_the_contract_fields(env: Env, tokens: dict[str, str]) -> None:
@@ -441,7 +443,8 @@ def test_no_output_contains_a_traceback_for_any_failure(env: Env, tokens: dict[s
 
 def test_written_files_hold_no_token(env: Env, tokens: dict[str, str], tmp_path: Path) -> None:
     r = env.run(env={"HF_TOKEN": tokens["accepted_read"]})
-    assert r.code == 0
+    assert r.code == 0, r.err
+    assert "ready:" in r.err
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert_no_secret(tokens["accepted_read"], path.read_bytes().decode("latin-1"))
