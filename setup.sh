@@ -117,11 +117,22 @@ check_python_variable() {
     say "${fix}"
     return 2
   fi
-  said="$(python_says "${PYTHON}")"
+  # One start: its version, and whether it has the packages (found, not imported: that would cost the import).
+  said="$("${PYTHON}" -c 'import sys, importlib.util as u
+v = sys.version_info
+has = v >= (3, 10) and all(u.find_spec(m) for m in ("huggingface_hub", "dotenv"))
+sys.stdout.write("python %d.%d %s %s\n" % (v[0], v[1], "ok" if v >= (3, 10) else "old", "has" if has else "lacks"))' \
+    2>/dev/null </dev/null || true)"
   case "${said}" in
-    "python "*" ok") ;;
+    "python "*" ok has") ;;
+    "python "*" ok lacks")
+      err "PYTHON=${PYTHON} lacks huggingface_hub or python-dotenv"
+      say "fix: $(q "${PYTHON}") -m pip install -r $(q "${HERE}/requirements.txt")   (or unset PYTHON to use .venv)"
+      return 2
+      ;;
     "python "*)
-      err "PYTHON=${PYTHON} is Python ${said#python }; huggingface_hub needs Python >= ${MIN_PY}"
+      said="${said#python }"
+      err "PYTHON=${PYTHON} is Python ${said%% *}; huggingface_hub needs Python >= ${MIN_PY}"
       say "${fix}"
       return 2
       ;;
@@ -131,11 +142,6 @@ check_python_variable() {
       return 2
       ;;
   esac
-  if ! "${PYTHON}" -c 'import huggingface_hub, dotenv' >/dev/null 2>&1 </dev/null; then
-    err "PYTHON=${PYTHON} lacks huggingface_hub or python-dotenv"
-    say "fix: $(q "${PYTHON}") -m pip install -r $(q "${HERE}/requirements.txt")   (or unset PYTHON to use .venv)"
-    return 2
-  fi
 }
 
 has_flag() {
