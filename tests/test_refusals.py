@@ -87,7 +87,8 @@ def test_help_lists_every_flag_variable_and_exit_code(main: Main) -> None:
     assert r.code == 0
     for flag in ("--local-dir", "--model", "--revision", "--env-file", "--token-stdin", "--check", "--json", "--quiet"):
         assert flag in r.out
-    variables = ("HF_TOKEN", "HF_HOME", "HF_TOKEN_PATH", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_XET", "PYTHON ")
+    variables = ("HF_TOKEN", "HF_HOME", "HF_TOKEN_PATH", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_XET",
+                 "PYTHON ")
     for var in variables:
         assert var in r.out
     for code in range(10):
