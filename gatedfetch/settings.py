@@ -22,8 +22,9 @@ test waits on the wall clock for a hub that never answers:
                                                         doubles each time ...)
     GATEDFETCH_BACKOFF_CAP            backoff_cap       ... up to this (default 8)
     GATEDFETCH_RETRY_AFTER_CAP        retry_after_cap   a server's Retry-After is honoured up to this (default 30)
-    GATEDFETCH_STREAM_SAMPLE          stream_sample     seconds between two looks at the download's rate, each a
-                                                        chance to add or drop streams (default 0.2; min 0.01)
+    GATEDFETCH_STREAM_SAMPLE          stream_sample     seconds between two looks at the download's rate, two make
+                                                        the window an added stream is judged over (default 0.15;
+                                                        min 0.01)
     GATEDFETCH_VENV_WAIT              (setup.sh)        seconds setup.sh waits for another run building .venv
                                                         (default 600; read by setup.sh itself)
 
@@ -55,7 +56,7 @@ class Settings:
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
     retry_after_cap: float = 30.0
-    stream_sample: float = 0.2
+    stream_sample: float = 0.15
 
     @property
     def phase_deadline(self) -> float:

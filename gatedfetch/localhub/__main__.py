@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--throttle-mbps", type=float, default=0, help="cap each connection at this many MB/s (0: none)")
     ap.add_argument("--delay-ms", type=int, default=0, help="delay every answer by this many milliseconds")
     ap.add_argument("--max-connections", type=int, default=0,
-                    help="answer 429 (Retry-After: 1) on a client's connections beyond this many open (0: no limit)")
+                    help="the CDN answers 429 (Retry-After: 1) on a client's connections beyond this many open "
+                    "(0: no limit)")
     args = ap.parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="localhub-"))
     stop = threading.Event()

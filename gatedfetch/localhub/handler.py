@@ -144,7 +144,7 @@ class Handler(BaseHTTPRequestHandler):
         """A CDN's per-client limit (settings.max_connections): 429 and a close on a connection beyond it."""
         limit = self.hub.settings.max_connections
         older = getattr(self.server, "older_connections", None)
-        if limit is None or older is None or older(self.connection) < limit:
+        if limit is None or self.server_name != "cdn" or older is None or older(self.connection) < limit:
             return
         self.close_connection = True
         raise Refusal(429, {"Retry-After": str(self.hub.settings.limit_retry_after), "Connection": "close"},

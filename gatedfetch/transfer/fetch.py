@@ -218,7 +218,8 @@ class _Pool:
                     raise failures.hub_unreachable(self.endpoint, str(exc)) from None
                 except Retry as exc:
                     with self.cond:  # an expired signed URL says nothing of the load
-                        if not exc.fresh_url and self.steering.trouble(exc.status, exc.retry_after):
+                        wait = None if exc.retry_after is None else min(exc.retry_after, current().retry_after_cap)
+                        if not exc.fresh_url and self.steering.trouble(exc.status, wait):
                             return  # over the count now: the piece (and what it has) goes back, this stream parks
                     # An attempt that took the piece further than ever proves the link works: the budget
                     # restarts (as huggingface_hub does), so a long download over a flaky link is not cut

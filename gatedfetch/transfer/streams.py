@@ -44,12 +44,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 START = 16
-GAIN = 0.5
+GAIN = 0.25
+GROWTH = 4
 STEP = 0.25
 HOLD = 8
 REFUSED_CUT = 0.5
 FAULT_CUT = 0.75
 BUSY = 0.9
+WINDOW = 2
 BUFFER_BUDGET = 48 << 20  # all streams' read buffers together
 MIN_BUFFER = 64 << 10
 
@@ -74,6 +76,7 @@ class Control:
     doubling: bool = True  # slow start: increases double the count until one goes unrewarded or the CDN objects
     base: tuple[float, float] | None = None  # (busy streams, bytes/s) before the increase being judged
     skip: int = 1  # samples still to skip after a change (new streams still asking for their first bytes)
+    window: tuple[int, float, float] = (0, 0.0, 0.0)  # samples taken since, with their rates and busy streams summed
     hold_until: float = 0.0  # no increase before this time (the Hub's Retry-After, or after an undone increase)
     cut_at: float = -math.inf  # when the last cut was made: one per sample interval
 
@@ -88,22 +91,31 @@ def _grow(c: Control, now: float, rate: float, busy: float) -> Control:
     top = min(c.ceiling, c.cap)
     if now < c.hold_until or c.target >= top:
         return replace(c, base=None)
-    step = c.target if c.doubling else max(1, math.ceil(c.target * STEP))
+    step = c.target * (GROWTH - 1) if c.doubling else max(1, math.ceil(c.target * STEP))
     return replace(c, target=min(top, c.target + step), base=(busy, rate), skip=1)
 
 
 def on_sample(c: Control, now: float, rate: float, busy: float, interval: float) -> Control:
     """A sample: `rate` bytes/s came in over the last `interval` seconds with `busy` streams busy on average."""
     if c.skip > 0:
-        return replace(c, skip=c.skip - 1)
+        return replace(c, skip=c.skip - 1, window=(0, 0.0, 0.0))
     if busy < BUSY * c.target:
-        return c  # not enough work for the streams allowed: nothing to learn from this sample
+        return replace(c, window=(0, 0.0, 0.0))  # not enough work for the streams allowed: nothing to learn
+    k, rates, busies = c.window
+    k, rates, busies = k + 1, rates + rate, busies + busy
+    if k < WINDOW:
+        return replace(c, window=(k, rates, busies))
+    c = replace(c, window=(0, 0.0, 0.0))
+    rate, busy = rates / k, busies / k
     if c.base is not None:
         n0, r0 = c.base
         if r0 > 0 and busy > n0:
-            ideal = (busy - n0) * r0 / n0
-            if rate - r0 < GAIN * ideal:  # unrewarded: undo, and wait before trying again, by small steps
-                back = max(1, min(c.target, round(n0)))
+            per = r0 / n0
+            if rate - r0 < GAIN * (busy - n0) * per:
+                # Unrewarded, or not enough: keep only the streams the gain is worth at the old per-stream rate,
+                # and wait before trying again, by small steps.
+                worth = n0 + max(0.0, rate - r0) / per
+                back = max(1, min(c.target, math.floor(worth)))
                 return replace(c, target=back, base=None, doubling=False, skip=1, hold_until=now + HOLD * interval)
     return _grow(c, now, rate, busy)
 
