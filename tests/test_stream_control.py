@@ -112,6 +112,16 @@ def test_a_partial_gain_keeps_the_streams_it_paid_for() -> None:
     assert r.c.target == 24
 
 
+def test_the_start_is_judged_against_the_probe_of_one_stream() -> None:
+    r = Run()
+    r.c = streams.on_fan_out(r.c, 300e6)  # one stream ran at 300 MB/s: loopback, or a CPU that runs out
+    r.settle(lambda n: 400e6)  # 16 bring a third more, not 16 times: back to what that paid for
+    assert r.c.target == 1 and not r.c.doubling
+    r = Run()
+    r.c = streams.on_fan_out(r.c, PER)  # one stream at 10 MB/s: 16 bring 16 times that, then 64
+    assert r.settle(capped(1e12)).target == 64
+
+
 def test_a_429_halves_the_count_and_caps_it_below_the_refused_count() -> None:
     r = Run()
     r.settle(capped(1e12))

@@ -27,6 +27,9 @@ The numbers behind it:
   stalled stream) or another 5xx cuts it to three quarters (FAULT_CUT = 0.75, near CUBIC's 0.7): such faults
   also come from a flaky link, where fewer streams help less. One cut per sample interval: a burst of
   refusals answering one excess is one signal, not many (TCP: one cut per window).
+* **The start is judged too**: the first file's probe (one stream) gives the rate the start count is
+  judged against, as an increase from one stream; where 16 streams bring less than a quarter of 16 times
+  one (loopback, a saturated CPU), the count falls back to the streams the gain paid for.
 * A sample counts only when the streams were busy at least BUSY = 90 % of the target: during the probe,
   while one fast stream fetches a file alone, and in a file's tail there is not enough work to judge.
 
@@ -120,6 +123,15 @@ def on_sample(c: Control, now: float, rate: float, busy: float, interval: float)
     return _grow(c, now, rate, busy)
 
 
+def on_fan_out(c: Control, rate: float) -> Control:
+    """The first file to fan out had its probe run at `rate` bytes/s on one stream: the start count is judged
+    against it, as an increase from one stream (on loopback, or where the CPU already runs out, 16 streams do
+    not bring 16 times one: the count falls back to what they paid for)."""
+    if c.base is not None or not c.doubling or c.target <= 1 or rate <= 0:
+        return c
+    return replace(c, base=(1.0, rate), skip=1, window=(0, 0.0, 0.0))
+
+
 def on_trouble(
     c: Control, now: float, busy: int, interval: float, *, refused: bool, retry_after: float | None = None
 ) -> Control:
@@ -192,6 +204,9 @@ class Steering:
         """One stream let its piece go."""
         self._account(self._clock())
         self.busy -= 1
+
+    def fanned_out(self, rate: float) -> None:
+        self.control = on_fan_out(self.control, rate)
 
     def count(self, n: int) -> None:
         with self._bytes_lock:
