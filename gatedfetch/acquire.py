@@ -12,7 +12,7 @@ from .local_bytes import DOWNLOAD, PARTIAL, WHERE
 from .options import Options
 from .progress import make_progress
 from .report import Reporter
-from .transfer import HttpRefused, RemoteFile, fetch_all
+from .transfer import HttpRefused, RemoteFile, Usage, fetch_all
 from .units import human_bytes
 
 
@@ -49,6 +49,7 @@ def transfer(
     # huggingface_hub's own switch (HF_HUB_DISABLE_PROGRESS_BARS=1, or disable_progress_bars()) turns ours off too.
     quiet = opts.quiet or are_progress_bars_disabled()
     progress = make_progress("quiet" if quiet else ("tty" if rep.err.isatty() else "lines"), rep.err)
+    usage: list[Usage] = []
     try:
         results = fetch_all(
             remote,
@@ -58,11 +59,14 @@ def transfer(
             progress=progress,
             endpoint=client.endpoint,
             connections=opts.connections,
+            usage=usage,
         )
     except HttpRefused as exc:
         raise client.classify_status(exc.status, exc.headers, snap.repo, snap.revision) from None
     finally:
         progress.close()
+        if usage:
+            rep.clock.streams_used(usage[0].as_dict())
     for r in results:
         traffic[r.path] = {"fetched_bytes": r.fetched_bytes, "resumed_from": r.resumed_from}
         source = r.source or (PARTIAL if r.resumed_from else DOWNLOAD)

@@ -21,9 +21,11 @@ from .secret import TOKEN_VARIABLES
 DEFAULT_MODEL = "fishaudio/openaudio-s1-mini"
 DEFAULT_LOCAL_DIR = PROJECT_DIR / "checkpoints" / "openaudio-s1-mini"
 HUB_ENDPOINT = "https://huggingface.co"
-# Streams at once, across all files (one big file may take them all); also the transfer's default. A CDN caps
-# each connection (40-90 MB/s reported for the Hub's): many streams fill a link.
-DEFAULT_CONNECTIONS = 16
+# The ceiling of streams at once, across all files (one big file may take them all); also the transfer's default.
+# A CDN caps each connection (40-90 MB/s reported for the Hub's, much less from a distant edge): many streams
+# fill a link. The count adapts under it (transfer/streams.py): it starts at 16, grows while the rate grows,
+# shrinks when the CDN refuses.
+DEFAULT_CONNECTIONS = 64
 MAX_CONNECTIONS = 64  # hf_xet's own ceiling
 CONNECTIONS_VARIABLE = "GATEDFETCH_CONNECTIONS"
 
@@ -36,7 +38,7 @@ environment:
   HF_ENDPOINT            the hub or mirror to use (default https://huggingface.co)
   HF_HUB_OFFLINE=1       no network: check the local copy against its manifest only
   HF_HUB_DISABLE_XET=1   accepted; files always come over plain HTTPS here
-  GATEDFETCH_CONNECTIONS the same as --connections (the flag wins)
+  GATEDFETCH_CONNECTIONS the same as --connections, the ceiling of streams (the flag wins)
   GATEDFETCH_VENV_WAIT   seconds to wait for another setup.sh building .venv (default 600)
   HF_HUB_ETAG_TIMEOUT    whole seconds to wait for each answer before the download (0 or unset: 30)
   HF_HUB_DOWNLOAD_TIMEOUT whole seconds; read by huggingface_hub, checked here (0 or unset: its default)
@@ -90,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--connections",
         metavar="N",
-        help=f"download streams at once, across all files (1-{MAX_CONNECTIONS}, default {DEFAULT_CONNECTIONS}); "
-        "a big file is fetched in ranged pieces over several of them; 1: one stream per file",
+        help=f"the most download streams at once, across all files (1-{MAX_CONNECTIONS}, default "
+        f"{DEFAULT_CONNECTIONS}); the count adapts below it: more while the rate grows, fewer when the CDN refuses "
+        "(429, 503) or resets; a big file is fetched in ranged pieces over several of them; 1: one stream per file",
     )
     p.add_argument(
         "--force-local-dir",

@@ -18,6 +18,9 @@
                     is in it
     timings         {environment, checks, transfer, total}: seconds (environment: from setup.sh's start to the
                     helper's; checks: token, whoami, access, file list, plan; transfer: reuse and download)
+    streams         {max, mean, final}: the download's streams at once (a run that downloaded): at most, on average
+                    while any was busy (one decimal), and the count the run ended with (it adapts: --connections
+                    is the ceiling)
     error           {kind, message, fix, details?} on failure
     warnings        every warning printed, in order
 """
@@ -52,6 +55,7 @@ class Outcome:
     hf_cache_snapshot: str | None = None
     error: dict[str, Any] | None = None
     timings: dict[str, float] | None = None
+    streams: dict[str, float] | None = None
     warnings: list[str] = field(default_factory=list)
     shown: bool = field(default=False, compare=False)  # a child run (the demo's) already printed its lines
 
@@ -72,7 +76,7 @@ class Outcome:
         doc: dict[str, Any] = {"status": self.status, "exit_code": self.exit_code}
         if self.endpoint is not None:  # known once the flags were read
             doc.update({name: getattr(self, name) for name in FIELDS})
-        for name in ("local_complete", "hf_cache_snapshot", "timings", "error"):
+        for name in ("local_complete", "hf_cache_snapshot", "timings", "streams", "error"):
             if getattr(self, name) is not None:
                 doc[name] = getattr(self, name)
         doc["warnings"] = self.warnings

@@ -83,6 +83,7 @@ class Reporter:
             outcome.warnings = self.warnings
             if outcome.exit_code == 0 and outcome.status in ("ready", "would_download", "needs_token"):
                 outcome.timings = self.clock.timings()
+                outcome.streams = self.clock.streams
                 if outcome.status == "ready":
                     self.info(self.clock.summary(outcome.timings))
         if self.json_mode:

@@ -22,6 +22,9 @@ test waits on the wall clock for a hub that never answers:
                                                         doubles each time ...)
     GATEDFETCH_BACKOFF_CAP            backoff_cap       ... up to this (default 8)
     GATEDFETCH_RETRY_AFTER_CAP        retry_after_cap   a server's Retry-After is honoured up to this (default 30)
+    GATEDFETCH_STREAM_SAMPLE          stream_sample     seconds between two looks at the download's rate, two make
+                                                        the window an added stream is judged over (default 0.15;
+                                                        min 0.01)
     GATEDFETCH_VENV_WAIT              (setup.sh)        seconds setup.sh waits for another run building .venv
                                                         (default 600; read by setup.sh itself)
 
@@ -53,6 +56,7 @@ class Settings:
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
     retry_after_cap: float = 30.0
+    stream_sample: float = 0.15
 
     @property
     def phase_deadline(self) -> float:
@@ -77,7 +81,8 @@ class Settings:
                 continue
             if value != value or value < 0 or value == float("inf"):  # NaN, negative, infinite: the default stands
                 continue
-            values[f.name] = max(0.1, value) if f.name == "read_timeout" else value
+            floor = {"read_timeout": 0.1, "stream_sample": 0.01}.get(f.name, 0.0)
+            values[f.name] = max(floor, value)
         return cls(**values)
 
 
@@ -94,6 +99,7 @@ ENVIRONMENT = {
     "backoff_base": "GATEDFETCH_BACKOFF_BASE",
     "backoff_cap": "GATEDFETCH_BACKOFF_CAP",
     "retry_after_cap": "GATEDFETCH_RETRY_AFTER_CAP",
+    "stream_sample": "GATEDFETCH_STREAM_SAMPLE",
 }
 
 _current: Settings | None = None

@@ -21,6 +21,7 @@ class Clock:
         self.transfer_from: float | None = None
         self.transfer_to: float | None = None
         self.fetched = 0
+        self.streams: dict[str, float] | None = None  # {max, mean, final}: the download's streams (transfer.streams)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Clock:
@@ -37,6 +38,9 @@ class Clock:
     def transfer_ends(self, fetched: int) -> None:
         self.transfer_to, self.fetched = self._now(), fetched
 
+    def streams_used(self, usage: dict[str, float]) -> None:
+        self.streams = usage
+
     def timings(self) -> dict[str, float]:
         """Seconds per part, rounded to milliseconds: environment, checks, transfer, total."""
         end = self._now()
@@ -51,8 +55,13 @@ class Clock:
         return {k: round(max(0.0, v), 3) for k, v in parts.items()}
 
     def summary(self, t: dict[str, float]) -> str:
-        """'ready in 9.1 s: environment 2.0 s, checks 0.4 s, transfer 6.7 s at 540 MB/s'."""
+        """'ready in 9.1 s: environment 2.0 s, checks 0.4 s, transfer 6.7 s at 540 MB/s over 41 streams (at most
+        64)'."""
         rate = f" at {self.fetched / t['transfer'] / 1e6:.0f} MB/s" if self.fetched and t["transfer"] > 0 else ""
+        if rate and self.streams and self.streams.get("max", 0) > 1:
+            rate += f" over {self.streams['mean']:.0f} streams (at most {self.streams['max']:.0f})"
+        elif rate and self.streams:
+            rate += " over 1 stream"
         return (
             f"ready in {t['total']:.1f} s: environment {t['environment']:.1f} s, checks {t['checks']:.1f} s, "
             f"transfer {t['transfer']:.1f} s{rate}"

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Benchmark: `bash setup.sh` against `hf download`, `curl` and `aria2c -x8`, in one run, same hub.
 
-    python scripts/bench.py [--size-mb 500] [--rounds 3] [--links loopback,capped] [--out bench-out]
+    python scripts/bench.py [--size-mb 500] [--slow-size-mb 1024] [--rounds 3]
+                            [--links loopback,capped,slow,limited] [--out bench-out]
 
 Starts the local hub (`python -m gatedfetch.localhub`) with a big model.pth, once per link model:
   loopback  no cap: what a loopback benchmark shows (it flatters a single stream);
   capped    each connection throttled to 50 MB/s and each answer delayed 20 ms, as the Hub's CDN
-            behaves (users report 40-90 MB/s per stream from it; many streams reach several times that).
-Each round alternates:
+            behaves (users report 40-90 MB/s per stream from it; many streams reach several times that);
+  slow      each connection throttled to 10 MB/s, 20 ms per answer (a distant or busy edge, a fast machine):
+            speed comes from the number of streams; model.pth is --slow-size-mb. Runs setup.sh (the adaptive
+            count), `setup.sh --connections 64` and `aria2c -x16 -s16` (no hf or curl: one stream, minutes);
+  limited   as slow, and the CDN answers 429 (Retry-After: 1) on a client's connections beyond 8: setup.sh
+            only; reports the streams it ended with (its --json).
+On loopback and capped, each round alternates:
   setup.sh  the full flow (token, whoami, access check, verified download of every file) into a fresh folder
   hf        `hf download fishaudio/openaudio-s1-mini --local-dir …` (huggingface_hub's CLI, plain HTTP: the
             local hub has no Xet server)
@@ -38,7 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 MODEL = "fishaudio/openaudio-s1-mini"
-LINKS = {"loopback": (0.0, 0), "capped": (50.0, 20)}  # MB/s per connection, ms per answer
+# MB/s per connection, ms per answer, the CDN's limit of connections per client (0: none)
+LINKS = {"loopback": (0.0, 0, 0), "capped": (50.0, 20, 0), "slow": (10.0, 20, 0), "limited": (10.0, 20, 8)}
 
 # Runs a command and prints the peak RSS (KiB) of its largest descendant as the last stderr line.
 RSS_WRAPPER = (
@@ -49,12 +56,15 @@ RSS_WRAPPER = (
 )
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one command."""
+def timed(argv: list[str], env: dict[str, str], out: list[str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one command (its stdout appended to `out` when given)."""
     start = time.perf_counter()
     p = subprocess.run(
-        [sys.executable, "-c", RSS_WRAPPER, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-c", RSS_WRAPPER, *argv], env=env, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE if out is not None else subprocess.DEVNULL,
     )
+    if out is not None:
+        out.append(p.stdout.decode(errors="replace"))
     elapsed = time.perf_counter() - start
     err = p.stderr.decode(errors="replace")
     if p.returncode != 0:
@@ -79,10 +89,10 @@ def ensure_aria2c() -> str | None:
 
 
 def start_hub(
-    size: int, data_dir: Path, mbps: float, delay_ms: int
+    size: int, data_dir: Path, mbps: float, delay_ms: int, max_connections: int = 0
 ) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     argv = [sys.executable, "-m", "gatedfetch.localhub", "--big-size", str(size), "--data-dir", str(data_dir),
-            "--throttle-mbps", str(mbps), "--delay-ms", str(delay_ms)]
+            "--throttle-mbps", str(mbps), "--delay-ms", str(delay_ms), "--max-connections", str(max_connections)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -111,9 +121,9 @@ def median(xs: list[float]) -> float:
 
 
 def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, str]) -> list[str]:
-    mbps, delay = LINKS[name]
-    size = args.size_mb * 1024 * 1024
-    hub, info = start_hub(size, work / f"hub-{name}", mbps, delay)
+    mbps, delay, limit = LINKS[name]
+    size = (args.slow_size_mb if name in ("slow", "limited") else args.size_mb) * 1024 * 1024
+    hub, info = start_hub(size, work / f"hub-{name}", mbps, delay, limit)
     try:
         tokens = info["tokens"]
         assert isinstance(tokens, dict)
@@ -124,23 +134,32 @@ def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, s
                    HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1", PYTHON=sys.executable,
                    HF_HOME=str(home / "hfhome"), HF_TOKEN=str(tokens["accepted_read"]))
         cdn = cdn_url_of(str(info["url"]), str(tokens["accepted_read"]))
-        runs: dict[str, list[tuple[float, float]]] = {"setup.sh": [], "hf download": [], "curl": []}
-        if "aria2c" in tools:
-            runs["aria2c -x8"] = []
+        runs: dict[str, list[tuple[float, float]]] = {"setup.sh": []}
+        if name in ("slow",):
+            runs["setup.sh --connections 64"] = []
+            if "aria2c" in tools:
+                runs["aria2c -x16"] = []
+        elif name in ("loopback", "capped"):
+            runs.update({"hf download": [], "curl": []})
+            if "aria2c" in tools:
+                runs["aria2c -x8"] = []
+        used: list[str] = []  # setup.sh's --json documents: the streams it used
         for i in range(args.rounds):
             for tool in runs:
                 target = work / f"{name}-{tool.split()[0]}-{i}"
-                if tool == "setup.sh":
-                    argv = ["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(target)]
+                if tool.startswith("setup.sh"):
+                    argv = ["bash", str(ROOT / "setup.sh"), "--quiet", "--json", "--local-dir", str(target),
+                            *tool.split()[1:]]
                 elif tool == "hf download":
                     argv = [tools["hf"], "download", MODEL, "--local-dir", str(target)]
                 elif tool == "curl":
                     target.mkdir()
                     argv = [tools["curl"], "-s", "-f", "-o", str(target / "model.pth"), cdn]
                 else:
-                    argv = [tools["aria2c"], "-q", "-x8", "-s8", "-k1M", "--file-allocation=none",
+                    x = tool.split("-x")[1]
+                    argv = [tools["aria2c"], "-q", f"-x{x}", f"-s{x}", "-k1M", "--file-allocation=none",
                             "--allow-overwrite=true", "-d", str(target), "-o", "model.pth", cdn]
-                runs[tool].append(timed(argv, env))
+                runs[tool].append(timed(argv, env, used if tool == "setup.sh" else None))
                 shutil.rmtree(target, ignore_errors=True)
                 shutil.rmtree(home / "hfhome" / "hub", ignore_errors=True)
         s = median([t for t, _ in runs["setup.sh"]])
@@ -155,14 +174,26 @@ def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, s
             lines.append(f"| {tool} | {med:.2f} | {size / 1e6 / med:.0f} | {max(r for _, r in xs):.0f} |")
         lines.append("")
         ratio = {tool: s / median([t for t, _ in xs]) for tool, xs in runs.items() if tool != "setup.sh"}
+        streams = [json.loads(doc).get("streams") or {} for doc in used]
+        lines.append("setup.sh streams (max/mean/final): "
+                     + ", ".join(f"{s.get('max')}/{s.get('mean')}/{s.get('final')}" for s in streams))
         if name == "capped" and "aria2c -x8" in ratio:
             lines.append(f"setup.sh / aria2c -x8: {ratio['aria2c -x8']:.2f}× (target ≤ 1.0)")
+        if name == "slow":
+            if "aria2c -x16" in ratio:
+                lines.append(f"setup.sh / aria2c -x16: {ratio['aria2c -x16']:.2f}× (target ≤ 0.5)")
+            lines.append(f"setup.sh / setup.sh --connections 64: {ratio['setup.sh --connections 64']:.2f}× "
+                         "(target ≤ 1.15)")
+        if name == "limited":
+            lines.append(f"setup.sh ended with at most {max(s.get('final', 0) for s in streams)} streams "
+                         f"(target ≤ {limit})")
         if name == "loopback":
             lines.append(f"setup.sh / hf download: {ratio['hf download']:.2f}× (target ≤ 0.67)")
             lines.append(f"setup.sh / curl: {ratio['curl']:.2f}× (target ≤ 1.5)")
         others = ", ".join(f"{t} {r:.2f}×" for t, r in ratio.items())
-        lines.append(f"setup.sh against each: {others}")
-        if name == "capped" or len(args.links) == 1:
+        if others:
+            lines.append(f"setup.sh against each: {others}")
+        if name == "capped" or (len(args.links) == 1 and name == "loopback"):
             keep = work / f"{name}-rerun"
             timed(["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(keep)], env)
             rerun = [timed(["bash", str(ROOT / "setup.sh"), "--quiet", "--local-dir", str(keep)], env)[0]
@@ -219,8 +250,10 @@ def kill_and_resume(target: Path, env: dict[str, str], size: int) -> tuple[int, 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=500, help="size of model.pth in MiB")
+    ap.add_argument("--slow-size-mb", type=int, default=1024, help="size of model.pth in MiB on slow and limited")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--links", default="loopback,capped", help="comma-separated: loopback, capped")
+    ap.add_argument("--links", default="loopback,capped,slow,limited",
+                    help="comma-separated: loopback, capped, slow, limited")
     ap.add_argument("--out", default=str(ROOT / "bench-out"))
     args = ap.parse_args()
     args.links = [x.strip() for x in args.links.split(",") if x.strip()]
@@ -239,7 +272,8 @@ def main() -> int:
         lines = [
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"{platform.system()} {platform.release()}",
-            f"file: model.pth {args.size_mb} MiB (+ small files), local hub on 127.0.0.1, {args.rounds} rounds",
+            f"file: model.pth {args.size_mb} MiB ({args.slow_size_mb} MiB on slow and limited; + small files), "
+            f"local hub on 127.0.0.1, {args.rounds} rounds",
             "" if "aria2c" in found else "aria2c: not found and not installable here; left out",
             "",
         ]

@@ -5,7 +5,9 @@ the CDN. First through the transfer package, then through `bash setup.sh` as a u
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import os
 import re
 import signal
@@ -21,7 +23,7 @@ from gatedfetch import failures, settings
 from gatedfetch.localhub import TOKENS, default_world
 from gatedfetch.progress import make_progress
 from gatedfetch.store import bytes_on_disk
-from gatedfetch.transfer import FileResult, RemoteFile, fetch_all, segments
+from gatedfetch.transfer import FileResult, RemoteFile, Usage, fetch_all, segments, streams
 from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer.job import Job
 from tests.conftest import MODEL, Env
@@ -230,6 +232,35 @@ def test_a_fast_first_stream_fetches_the_file_alone_and_a_slow_one_fans_out(
     assert max(seen) >= 8
 
 
+def test_a_throttled_hub_rewards_more_streams_than_the_start(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.use(dataclasses.replace(settings.current(), stream_sample=0.03))
+    monkeypatch.setattr(streams, "START", 2)
+    hub.settings.throttle_bps = 8_000_000  # each connection: 8 MB/s, so each stream added pays
+    usage: list[Usage] = []
+    r = fetch(hub, tmp_path, connections=16, usage=usage)
+    assert r.verified and r.fetched_bytes == BIG
+    assert usage[0].max > streams.START
+    assert hub.bytes_sent() == BIG  # more streams, not a byte twice
+
+
+def test_a_cdn_refusing_connections_beyond_a_limit_gets_no_more_in_the_end(
+    hub: TestHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.use(dataclasses.replace(settings.current(), stream_sample=0.03))  # Retry-After capped at 0.1 s
+    monkeypatch.setattr(segments, "MIN_PIECE", 1 << 20)
+    monkeypatch.setattr(fetch_mod, "FAST_STREAM", float("inf"))
+    hub.settings.throttle_bps = 20_000_000
+    hub.settings.max_connections = 3
+    usage: list[Usage] = []
+    r = fetch(hub, tmp_path, connections=8, usage=usage)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert 429 in [s for _, s in cdn_gets(hub)]
+    assert usage[0].max == 8 and usage[0].final <= 3
+    assert hub.bytes_sent() == BIG  # a refusal costs a request, never a byte
+
+
 def test_one_connection_is_one_request_without_range(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
     r = fetch(hub, tmp_path, connections=1)
     assert r.verified and cdn_gets(hub) == [(None, 200)]
@@ -332,3 +363,14 @@ def test_setup_default_fetches_the_big_file_in_pieces_without_the_token_on_the_c
     gets = cdn_gets(env.hub)
     assert len(gets) == 6 and all(s == 206 for _, s in gets)
     assert all("authorization" not in q.headers for q in env.hub.requests if q.server == "cdn")
+
+
+def test_setup_json_and_ready_line_say_how_many_streams_under_a_cdn_limit(env: Env) -> None:
+    env.hub.settings.throttle_bps = 20_000_000
+    env.hub.settings.max_connections = 4
+    r = env.run("--json", env={"HF_TOKEN": TOKEN, "GATEDFETCH_STREAM_SAMPLE": "0.03"})
+    assert r.code == 0, r.err
+    used = json.loads(r.out)["streams"]
+    assert 1 <= used["final"] <= 4 and used["max"] >= used["mean"] > 0
+    assert 429 in [s for _, s in cdn_gets(env.hub)]
+    assert re.search(r"transfer [0-9.]+ s at \d+ MB/s over \d+ streams \(at most \d+\)", r.err), r.err

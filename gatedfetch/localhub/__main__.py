@@ -1,7 +1,7 @@
 """`python -m gatedfetch.localhub`: run the local hub until SIGTERM/SIGINT (what `bash setup.sh --demo` starts).
 
     python -m gatedfetch.localhub [--port N] [--cdn-port N] [--big-size BYTES] [--data-dir DIR]
-                                  [--throttle-mbps X] [--delay-ms N]
+                                  [--throttle-mbps X] [--delay-ms N] [--max-connections N]
 
 prints one JSON line on stdout (url, cdn_url, tokens, model, and scenarios: each `--demo` scenario's token
 name) once both servers listen. While it runs, `POST /_test/settings` (JSON object of settings),
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", help="where the files are written (default: a temporary folder, removed on exit)")
     ap.add_argument("--throttle-mbps", type=float, default=0, help="cap each connection at this many MB/s (0: none)")
     ap.add_argument("--delay-ms", type=int, default=0, help="delay every answer by this many milliseconds")
+    ap.add_argument("--max-connections", type=int, default=0,
+                    help="the CDN answers 429 (Retry-After: 1) on a client's connections beyond this many open "
+                    "(0: no limit)")
     args = ap.parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="localhub-"))
     stop = threading.Event()
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         hub = LocalHub(default_world(data_dir, args.big_size), port=args.port, cdn_port=args.cdn_port)
         hub.settings.throttle_bps = int(args.throttle_mbps * 1e6) or None
         hub.settings.delay_ms = args.delay_ms
+        hub.settings.max_connections = args.max_connections or None
         hub.start()
         info = {"url": hub.url, "cdn_url": hub.cdn_url, "tokens": TOKENS, "model": MODEL, "scenarios": DEMO_SCENARIOS}
         print(json.dumps(info), flush=True)

@@ -37,6 +37,10 @@ class Settings:
     no_content_length: bool = False
     throttle_bps: int | None = None  # each file answer (so each connection) sends at most this many bytes/s
     delay_ms: int = 0  # every answer waits this long first: a link's round trip and a server's think time
+    # A CDN's per-client limit: on the CDN, a request on a connection opened after this many others from the same
+    # host, still open, gets 429 with Retry-After: limit_retry_after, and its connection is closed.
+    max_connections: int | None = None
+    limit_retry_after: int = 1
     cdn_url_ttl: float = 3600.0  # how long a signed CDN URL stays good
     whoami: bool = True
     auth_check: str = "ok"  # ok | missing | repo_not_found

@@ -110,6 +110,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if self.hub.settings.delay_ms:
                 time.sleep(self.hub.settings.delay_ms / 1000)
+            self._limit_connections()
             target = self.path
             if self.server_name == "cdn":  # CDN paths carry the sha256: let faults name the file too
                 spec = self._cdn_spec()
@@ -139,7 +140,18 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
 
+    def _limit_connections(self) -> None:
+        """A CDN's per-client limit (settings.max_connections): 429 and a close on a connection beyond it."""
+        limit = self.hub.settings.max_connections
+        older = getattr(self.server, "older_connections", None)
+        if limit is None or self.server_name != "cdn" or older is None or older(self.connection) < limit:
+            return
+        self.close_connection = True
+        raise Refusal(429, {"Retry-After": str(self.hub.settings.limit_retry_after), "Connection": "close"},
+                      "Too many connections")
+
     def _foreign(self, status: int) -> None:
+
         """An answer from something in front of the hub: no X-Request-Id or X-Error-*, an HTML body."""
         body = f"<html><body><h1>{status}</h1>Request refused by the network's gateway.</body></html>".encode()
         self.req.status = status

@@ -168,19 +168,30 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._conns: set[socket.socket] = set()
+        self._conns: dict[socket.socket, str] = {}  # open connections, oldest first, and their client's host
         self._conns_lock = threading.Lock()
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conns_lock:
-            self._conns.add(request)
+            self._conns[request] = str(client_address[0])
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._conns_lock:
-            self._conns.discard(request)
+            self._conns.pop(request, None)
         super().shutdown_request(request)
+
+    def older_connections(self, sock: socket.socket) -> int:
+        """How many connections from the same host as `sock`, opened before it, are still open."""
+        with self._conns_lock:
+            host = self._conns.get(sock)
+            n = 0
+            for other, h in self._conns.items():
+                if other is sock:
+                    return n
+                n += h == host
+        return n
 
     def close_connections(self) -> None:
         with self._conns_lock:

@@ -10,6 +10,7 @@ every file over `/resolve` (a redirect to its CDN, with Range), so that is the o
   http       the one transport: keep-alive connections, redirects, the token only to the Hub
   segments   how a file is cut into pieces; the hash that follows the contiguous prefix
   job        one file being fetched: lock, partial, pieces, hash, state; its verification
+  streams    how many streams fetch at once: grown while the rate grows, cut on refusals and faults
   fetch      the pool of streams across files and pieces, the retry loop of one piece
 
 The bytes on disk (partials, piece records, locks, markers, the move into place) are gatedfetch.store's.
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
     from .fetch import fetch_all
     from .http import HttpRefused
     from .job import Cancelled, FileResult, RemoteFile, content_key
+    from .streams import Usage
 
 _WHERE = {"fetch_all": "fetch", "HttpRefused": "http", "Cancelled": "job", "FileResult": "job", "RemoteFile": "job",
-          "content_key": "job"}
+          "content_key": "job", "Usage": "streams"}
 
 
 def __getattr__(name: str) -> Any:
@@ -42,6 +44,7 @@ __all__ = [
     "FileResult",
     "HttpRefused",
     "RemoteFile",
+    "Usage",
     "content_key",
     "fetch_all",
 ]

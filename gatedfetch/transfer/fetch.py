@@ -11,6 +11,11 @@
 * **Retries per piece**: resets, timeouts, cut or short bodies (a CDN edge may answer `206` with fewer
   bytes than announced, even none), 5xx, 408 and 429 (`Retry-After`), with a bounded exponential
   backoff, each retry asking only for what the piece still lacks.
+* **As many streams as pay** (streams.py): the pool lets the controller's count of streams take pieces,
+  samples the rate every `settings.stream_sample` seconds, and tells it of every refusal (429, 503) and
+  fault; a stream over the count once its piece is done, or when refused, lets its piece go and parks, its
+  connections closed. `--connections` is the ceiling.
+* **Memory bounded whatever the count** (streams.buffer_size): all streams' buffers within 48 MiB.
 * **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (store.Partial).
 * **Lock-safe**: one `filelock.FileLock` per content serialises processes and threads on a partial.
 """
@@ -28,6 +33,7 @@ from ..options import DEFAULT_CONNECTIONS
 from ..progress import Progress
 from ..settings import DOWNLOAD_RETRIES, current
 from ..store import Piece
+from . import streams
 from .http import (
     CONTENT_RANGE,
     RETRYABLE_STATUS,
@@ -43,9 +49,10 @@ from .http import (
     where,
 )
 from .job import Cancelled, FileResult, Job, RemoteFile
+from .streams import Usage
 
 BUFFER_SIZE = 1 << 20  # a stream reads into BUFFERS of these: one being filled, one being written, one spare
-BUFFERS = 3  # (16 streams x 3 MiB at most)
+BUFFERS = 3  # the first stream's; the others' are smaller when many streams may run (streams.buffer_size)
 # The waits (backoff_base before the 2nd attempt, doubling up to backoff_cap; a server's Retry-After honoured up
 # to retry_after_cap; each stream's timeout) come from gatedfetch.settings.
 PROGRESS_RESET = 1 << 20  # an attempt that took a piece this much further starts a fresh retry budget
@@ -91,18 +98,33 @@ class _Pool:
         self.cond = cond  # the jobs' too: the pool waits on it for work, a job's transition notifies it
         self.error: BaseException | None = None
         self.clients: list[Client] = []
+        self.steering = streams.Steering(self.connections, max(0.01, current().stream_sample))
+        self.live = 0  # stream threads not yet ended
+        self.ended = threading.Event()
+        self.small_buffers = streams.buffer_size(self.connections, BUFFER_SIZE, BUFFERS)
+
+    @property
+    def usage(self) -> Usage:
+        with self.cond:
+            return self.steering.usage()
 
     def run(self) -> None:
         threads = [
-            threading.Thread(target=self._worker, name=f"gatedfetch-stream-{i}", daemon=True)
+            threading.Thread(target=self._worker, args=(i,), name=f"gatedfetch-stream-{i}", daemon=True)
             for i in range(min(self.connections, sum(job.most_pieces for job in self.jobs)))
         ]
+        self.live = len(threads)
+        if not threads:
+            self.ended.set()
         for t in threads:
             t.start()
         try:
+            while not self.ended.wait(self.steering.interval):
+                with self.cond:
+                    self.steering.sample()
+                    self.cond.notify_all()  # the count may have grown: parked streams look again
             for t in threads:
-                while t.is_alive():
-                    t.join(POLL)
+                t.join()
         except BaseException:  # KeyboardInterrupt in the main thread: stop the streams, then re-raise
             self._fail(Cancelled())
             for t in threads:
@@ -124,11 +146,13 @@ class _Pool:
         for c in clients:
             c.abort()
 
-    def _take(self) -> tuple[Job, Piece | None] | None:
-        """The next piece to fetch, or a job ready to verify (piece None); None when all is done."""
+    def _take(self, client: Client) -> tuple[Job, Piece | None] | None:
+        """The next piece to fetch (while fewer streams than the controller's count are busy), or a job ready to
+        verify (piece None); None when all is done. A stream kept waiting by the count closes its connections."""
         with self.cond:
             while not self.cancel.is_set():
                 pending = False
+                allowed = self.steering.busy < self.steering.target
                 for job in self.jobs:
                     if job.waiting and not job.activate():
                         pending = True
@@ -138,31 +162,44 @@ class _Pool:
                     pending = True
                     if job.ready_to_finish():
                         return job, None
-                    piece = job.take()
+                    piece = job.take() if allowed else None
                     if piece is not None:
+                        self.steering.started()
                         return job, piece
                 if not pending:
                     return None
+                if not allowed:
+                    client.close()  # parked: a CDN that counts connections sees one less
                 self.cond.wait(POLL)
         return None
 
-    def _worker(self) -> None:
+    def _worker(self, index: int) -> None:
         client = Client(self.timeout)
         with self.cond:
             self.clients.append(client)
         bufs: list[memoryview] = []  # allocated with the first piece: a stream may find no work
         try:
-            while (task := self._take()) is not None:
+            while (task := self._take(client)) is not None:
                 job, piece = task
                 if piece is None:
                     job.finish(self.cancel)  # done, or planned anew: either way the job wakes the streams
                     continue
-                bufs = bufs or [memoryview(bytearray(BUFFER_SIZE)) for _ in range(BUFFERS)]
-                self._fetch_piece(client, job, piece, bufs)
+                try:
+                    size = BUFFER_SIZE if index == 0 else self.small_buffers
+                    bufs = bufs or [memoryview(bytearray(size)) for _ in range(BUFFERS)]
+                    self._fetch_piece(client, job, piece, bufs)
+                finally:
+                    with self.cond:
+                        self.steering.stopped()
+                        self.cond.notify_all()
         except BaseException as exc:
             self._fail(exc)
         finally:
             client.close()
+            with self.cond:
+                self.live -= 1
+                if self.live <= 0:
+                    self.ended.set()
 
     def _fetch_piece(self, client: Client, job: Job, piece: Piece, bufs: list[memoryview]) -> None:
         """Fetch what `piece` lacks, retrying within bounds; always let go of the piece this stream holds."""
@@ -180,6 +217,10 @@ class _Pool:
                 except Fatal as exc:
                     raise failures.hub_unreachable(self.endpoint, str(exc)) from None
                 except Retry as exc:
+                    with self.cond:  # an expired signed URL says nothing of the load
+                        wait = None if exc.retry_after is None else min(exc.retry_after, current().retry_after_cap)
+                        if not exc.fresh_url and self.steering.trouble(exc.status, wait):
+                            return  # over the count now: the piece (and what it has) goes back, this stream parks
                     # An attempt that took the piece further than ever proves the link works: the budget
                     # restarts (as huggingface_hub does), so a long download over a flaky link is not cut
                     # short. Still bounded: each such attempt must push the high-water mark on by at least
@@ -277,6 +318,8 @@ class _Pool:
         streams only compete for the CPU and the page cache: measured on a 2-core machine over loopback,
         16 streams took 2.4 s for 500 MiB where one took 0.8 s. So a fast first stream stays alone."""
         job.fan_out(1 if rate >= FAST_STREAM else self.connections)
+        with self.cond:
+            self.steering.fanned_out(rate if rate < FAST_STREAM else 0.0)
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -301,6 +344,7 @@ class _Pool:
                 job.partial.write(pos, data)
                 job.offer(pos, data)
                 job.wrote(piece, n)
+                self.steering.count(n)
                 pos += n
                 if job.probing and (pos - probe_from >= PROBE_BYTES or pos >= end):
                     self._fan_out(job, (pos - probe_from) / max(time.monotonic() - probe_t0, 1e-6))
@@ -324,8 +368,10 @@ def fetch_all(
     connections: int = DEFAULT_CONNECTIONS,
     retries: int = DOWNLOAD_RETRIES,
     timeout: float | None = None,
+    usage: list[Usage] | None = None,
 ) -> list[FileResult]:
-    """Fetch `files` into `local_dir`, verified, biggest first; results in input order.
+    """Fetch `files` into `local_dir`, verified, biggest first; results in input order. `connections` is the
+    ceiling of streams at once; `usage`, when given, gets how many were used (streams.Usage), even on failure.
 
     Raises a `failures.Failure` (integrity, hub unreachable, disk), `HttpRefused` for a 4xx the caller
     classifies; the first failure stops the other streams (partials stay for the next run). So does a
@@ -342,7 +388,12 @@ def fetch_all(
         timeout = current().download_timeout
     cond = threading.Condition()  # the pool's and its jobs': each transition holds it and wakes the streams
     jobs = [Job(files[i], targets[i], work_dir, connections, progress, cond) for i in order]
-    _Pool(jobs, cond, headers, endpoint, connections, retries, timeout, threading.Event()).run()
+    pool = _Pool(jobs, cond, headers, endpoint, connections, retries, timeout, threading.Event())
+    try:
+        pool.run()
+    finally:
+        if usage is not None:
+            usage.append(pool.usage)
     by_path = {id(job.rf): job.result for job in jobs}
     results = [by_path[id(rf)] for rf in files]
     return [r for r in results if r is not None]
