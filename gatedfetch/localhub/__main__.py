@@ -1,7 +1,7 @@
 """`python -m gatedfetch.localhub`: run the local hub until SIGTERM/SIGINT (what `bash setup.sh --demo` starts).
 
     python -m gatedfetch.localhub [--port N] [--cdn-port N] [--big-size BYTES] [--data-dir DIR]
-                                  [--throttle-mbps X] [--delay-ms N]
+                                  [--throttle-mbps X] [--delay-ms N] [--small-files N]
 
 prints one JSON line on stdout (url, cdn_url, tokens, model, and scenarios: each `--demo` scenario's token
 name) once both servers listen. While it runs, `POST /_test/settings` (JSON object of settings),
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", help="where the files are written (default: a temporary folder, removed on exit)")
     ap.add_argument("--throttle-mbps", type=float, default=0, help="cap each connection at this many MB/s (0: none)")
     ap.add_argument("--delay-ms", type=int, default=0, help="delay every answer by this many milliseconds")
+    ap.add_argument("--small-files", type=int, default=0, help="this many more small files in the model (shards/)")
     args = ap.parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="localhub-"))
     stop = threading.Event()
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     hub = None
     try:
-        hub = LocalHub(default_world(data_dir, args.big_size), port=args.port, cdn_port=args.cdn_port)
+        hub = LocalHub(default_world(data_dir, args.big_size, args.small_files), port=args.port, cdn_port=args.cdn_port)
         hub.settings.throttle_bps = int(args.throttle_mbps * 1e6) or None
         hub.settings.delay_ms = args.delay_ms
         hub.start()
