@@ -13,6 +13,8 @@
   backoff, each retry asking only for what the piece still lacks.
 * **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (store.Partial).
 * **Lock-safe**: one `filelock.FileLock` per content serialises processes and threads on a partial.
+* **Small files** (store.small) are no jobs: a stream with no piece to fetch takes one whole (transfer/small.py),
+  and the run makes them all durable at once at its end (store.settle), before it returns them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -43,6 +46,7 @@ from .http import (
     where,
 )
 from .job import Cancelled, FileResult, Job, RemoteFile
+from .small import SmallFile, fetch_small
 
 BUFFER_SIZE = 1 << 20  # a stream reads into BUFFERS of these: one being filled, one being written, one spare
 BUFFERS = 3  # (16 streams x 3 MiB at most)
@@ -65,9 +69,9 @@ def _range_header(start: int, end: int, size: int) -> str:
 
 
 class _Pool:
-    """Streams that take pieces from the jobs, in file order, and fetch them. It schedules through the jobs'
-    methods only (activate, take, release, fan_out, restart_single, on_416, finish, close): never by writing
-    a job's fields."""
+    """Streams that take pieces from the jobs, in file order, and fetch them; a stream that finds no piece takes
+    a small file whole. It schedules through the jobs' methods only (activate, take, release, fan_out,
+    restart_single, on_416, finish, close): never by writing a job's fields."""
 
     def __init__(
         self,
@@ -79,8 +83,15 @@ class _Pool:
         retries: int,
         timeout: float,
         cancel: threading.Event,
+        *,
+        small: Sequence[SmallFile] = (),
+        work_dir: Path | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.jobs = jobs
+        self.small = deque(small)  # taken from the left, under `cond`
+        self.work_dir = work_dir
+        self.progress = progress
         self.headers = {k: v for k, v in headers.items() if k.lower() not in ("range", "accept-encoding", "host")}
         self.headers["Accept-Encoding"] = "identity"
         self.endpoint = endpoint
@@ -95,7 +106,7 @@ class _Pool:
     def run(self) -> None:
         threads = [
             threading.Thread(target=self._worker, name=f"gatedfetch-stream-{i}", daemon=True)
-            for i in range(min(self.connections, sum(job.most_pieces for job in self.jobs)))
+            for i in range(min(self.connections, sum(job.most_pieces for job in self.jobs) + len(self.small)))
         ]
         for t in threads:
             t.start()
@@ -124,8 +135,9 @@ class _Pool:
         for c in clients:
             c.abort()
 
-    def _take(self) -> tuple[Job, Piece | None] | None:
-        """The next piece to fetch, or a job ready to verify (piece None); None when all is done."""
+    def _take(self) -> tuple[Job, Piece | None] | SmallFile | None:
+        """The next piece to fetch, or a job ready to verify (piece None), else a small file (never before a
+        piece a stream could fetch); None when all is done."""
         with self.cond:
             while not self.cancel.is_set():
                 pending = False
@@ -141,6 +153,8 @@ class _Pool:
                     piece = job.take()
                     if piece is not None:
                         return job, piece
+                if self.small:
+                    return self.small.popleft()
                 if not pending:
                     return None
                 self.cond.wait(POLL)
@@ -153,6 +167,9 @@ class _Pool:
         bufs: list[memoryview] = []  # allocated with the first piece: a stream may find no work
         try:
             while (task := self._take()) is not None:
+                if isinstance(task, SmallFile):
+                    self._fetch_small(client, task)
+                    continue
                 job, piece = task
                 if piece is None:
                     job.finish(self.cancel)  # done, or planned anew: either way the job wakes the streams
@@ -189,23 +206,46 @@ class _Pool:
                         fails = 0
                     best = max(best, piece.done)
                     fails += 1
-                    if fails >= self.retries:
-                        if exc.status == 429:
-                            raise failures.rate_limited(self.endpoint, job.rf.path, exc.retry_after, True) from None
-                        cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
-                        raise failures.hub_unreachable(self.endpoint, cause) from None
-                    if exc.fresh_url:
-                        continue  # an expired or refused signed URL: a fresh one from /resolve, at once
-                    waits = current()
-                    delay = min(waits.backoff_cap, waits.backoff_base * 2 ** (fails - 1))
-                    if exc.retry_after is not None:
-                        delay = min(waits.retry_after_cap, exc.retry_after)
-                    _sleep(delay, self.cancel)
+                    self._before_retry(exc, fails, job.rf.path)
         except BaseException as exc:
             self._fail(exc)  # before the piece is let go: no other stream may take it up again
             raise
         finally:
             job.release(piece)
+
+    def _before_retry(self, exc: Retry, fails: int, path: str) -> None:
+        """After the `fails`-th failed attempt: the failure when the budget is spent, else the backoff."""
+        if fails >= self.retries:
+            if exc.status == 429:
+                raise failures.rate_limited(self.endpoint, path, exc.retry_after, True) from None
+            cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
+            raise failures.hub_unreachable(self.endpoint, cause) from None
+        if exc.fresh_url:
+            return  # an expired or refused signed URL: a fresh one from /resolve, at once
+        waits = current()
+        delay = min(waits.backoff_cap, waits.backoff_base * 2 ** (fails - 1))
+        if exc.retry_after is not None:
+            delay = min(waits.retry_after_cap, exc.retry_after)
+        _sleep(delay, self.cancel)
+
+    def _fetch_small(self, client: Client, item: SmallFile) -> None:
+        """Fetch, verify and land a small file, retrying within the same bounds as a piece."""
+        assert self.work_dir is not None and self.progress is not None
+        fails = 0
+        try:
+            while item.result is None:
+                self._check_cancel()
+                try:
+                    item.result = fetch_small(client, item.rf, self.headers, item.dest, self.work_dir)
+                except Fatal as exc:
+                    raise failures.hub_unreachable(self.endpoint, str(exc)) from None
+                except Retry as exc:
+                    fails += 1
+                    self._before_retry(exc, fails, item.rf.path)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        self.progress.advance(item.rf.path, item.rf.size)  # no bar of its own: the total moves on
 
     def _attempt(self, client: Client, job: Job, piece: Piece, bufs: list[memoryview]) -> Piece | None:
         """One request for what `piece` lacks. Returns the piece this stream now holds (None: it gave it
@@ -337,13 +377,24 @@ def fetch_all(
     except OSError as exc:
         raise store.disk_failure(exc, work_dir, sum(rf.size for rf in files)) from None
     progress.plan(sum(rf.size for rf in files))
+    store.small.sweep(work_dir)
     order = sorted(range(len(files)), key=lambda i: -files[i].size)
     if timeout is None:
         timeout = current().download_timeout
     cond = threading.Condition()  # the pool's and its jobs': each transition holds it and wakes the streams
-    jobs = [Job(files[i], targets[i], work_dir, connections, progress, cond) for i in order]
-    _Pool(jobs, cond, headers, endpoint, connections, retries, timeout, threading.Event()).run()
+    big = [i for i in order if not store.small.is_small(files[i].size)]
+    small = [SmallFile(files[i], targets[i]) for i in order if store.small.is_small(files[i].size)]
+    jobs = [Job(files[i], targets[i], work_dir, connections, progress, cond) for i in big]
+    _Pool(
+        jobs, cond, headers, endpoint, connections, retries, timeout, threading.Event(),
+        small=small, work_dir=work_dir, progress=progress,
+    ).run()
+    # Durability: each big file was fsync'ed before its rename (and its folder after it); the small files only
+    # now, all at once. What this returns is on disk for good, so the manifest written after it claims nothing
+    # that a power cut could take back.
+    store.settle([s.dest for s in small])
     by_path = {id(job.rf): job.result for job in jobs}
+    by_path.update((id(s.rf), s.result) for s in small)
     results = [by_path[id(rf)] for rf in files]
     return [r for r in results if r is not None]
 
