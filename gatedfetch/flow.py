@@ -135,6 +135,8 @@ def online(opts: Options, rep: Reporter, endpoint: str, found: tokens.Found | No
         entries = sorted(kept + fetched, key=lambda e: e.path)
         user = out.user or ""
         m = manifest.Manifest(opts.model, opts.revision, snap.commit, secret.redact(endpoint), user, entries)
+        # Last, once every file it lists is durable (the transfer fsyncs each big file and copy, and all the small
+        # files at once, before it returns): a kill -9 or a power cut before this line costs a re-check, never trust.
         manifest.save(opts.local_dir, m)
         zero = {"fetched_bytes": 0, "resumed_from": 0}
         out.files = [dict(_file_doc(e), **traffic.get(e.path, zero)) for e in entries]

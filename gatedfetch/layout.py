@@ -55,7 +55,9 @@ def check_disk(local_dir: Path, todo: list[RepoFile], *, write: bool = True) -> 
         if store.in_place(local_dir / f.path, f.size):
             continue  # verified and kept before any byte is fetched (see reuse.py); a mismatch is worth one file
         key = f.sha256 or f.blob_sha1
-        needed += max(0, f.size - (store.bytes_on_disk(work, key, f.size) if key else 0))
+        # a small file has no partial: it comes whole
+        have = store.bytes_on_disk(work, key, f.size) if key and not store.small.is_small(f.size) else 0
+        needed += max(0, f.size - have)
     if write:
         try:
             local_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .store.durable import fsync_dir
+
 WORK_DIR = ".gatedfetch"
 VERSION = 1
 
@@ -88,7 +90,10 @@ def _unusable(warn: Callable[[str], None] | None, path: Path, why: str) -> None:
 
 
 def save(local_dir: Path, manifest: Manifest) -> None:
-    """Atomic: a reader sees the old manifest or the new one, never half of one."""
+    """Atomic: a reader sees the old manifest or the new one, never half of one. Durable: fsync'ed before the
+    rename, its folder after. Call it only once every file it lists is durable (the transfer returns nothing
+    else): a re-run trusts the manifest without reading the files, so after a power cut it must not list a
+    file whose bytes were still in the page cache."""
     target = path_of(local_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".manifest.", suffix=".tmp")
@@ -96,10 +101,13 @@ def save(local_dir: Path, manifest: Manifest) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(manifest.to_json(), f, indent=2)
             f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(target.parent)
 
 
 def stamp(local_dir: Path, entry: FileEntry) -> FileEntry:

@@ -31,6 +31,7 @@ Filing the model into huggingface_hub's cache (`--also-cache`) is the other way 
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,11 +71,11 @@ def bring_all(
         if kept is not None:
             reused.append(kept)
             continue
-        if store.bytes_on_disk(work_dir, tag, f.size) >= f.size:
-            continue  # the partial already holds it all
+        if not store.small.is_small(f.size) and store.bytes_on_disk(work_dir, tag, f.size) >= f.size:
+            continue  # the partial already holds it all (a small file has none: it comes whole)
         for source, cand in candidates(f, snap.repo, reuse_from):
-            if _same_file(cand, dest):
-                continue
+            if not os.path.exists(cand) or _same_file(cand, dest):
+                continue  # nothing there (most candidates, most runs): no lock taken for it
             got = _bring_locked(f, source, cand, dest, work_dir, tag, link, snap.commit, notes)
             if got is not None:
                 reused.append(got)
@@ -118,6 +119,10 @@ def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: st
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
         return None
+    if store.small.is_small(f.size):
+        # No lock and no marker for a small file (the transfer takes neither for it, see store/small.py): hashing
+        # a few kB costs less than either. A file replaced while it is read is caught by the stat after.
+        return _verify_in_place(f, dest, st, commit, notes)
     lock = store.content_lock(work_dir, tag)
     if not store.try_lock(lock, work_dir):
         return None  # another run is fetching or bringing it in: the transfer waits for it
@@ -126,28 +131,35 @@ def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: st
         done = store.read_marker(marker, f.path, f.size, dest)
         if done is not None and done[1]:  # verified when it was put there, unchanged since: no need to hash
             return Reused(f.path, f.size, done[0], IN_PLACE, dest, False)
-        digest = Digest(f.size, f.sha256, f.blob_sha1)
-        try:
-            with open(dest, "rb", buffering=0) as src:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-            after = dest.lstat()
-        except OSError as exc:
-            notes.append(f"{f.path}: could not read the file in place at {dest} ({exc.strerror or exc}); replacing it")
-            return None
-        if (after.st_ino, after.st_size, after.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
-            return None  # it changed while it was read: fetch it as any other
-        mismatch = digest.mismatch()
-        bad = (mismatch[0] if mismatch else None) if digest.checked else "hash (the Hub lists none)"
-        if bad is not None:
-            notes.append(f"{f.path}: the file in place at {dest} does not match: its {bad} is not the one "
-                         f"the Hub lists for commit {commit[:10]}; replacing it")
-            return None
-        sha = digest.sha256.hexdigest()
-        store.write_marker(marker, f.path, dest, sha, True, IN_PLACE)
-        return Reused(f.path, f.size, sha, IN_PLACE, dest, False)
+        kept = _verify_in_place(f, dest, st, commit, notes)
+        if kept is not None:
+            store.write_marker(marker, f.path, dest, kept.sha256, True, IN_PLACE)
+        return kept
     finally:
         lock.release()
+
+
+def _verify_in_place(f: RepoFile, dest: Path, st: os.stat_result, commit: str, notes: list[str]) -> Reused | None:
+    """The file at `dest` (whose lstat was `st`) kept when its hash is the listed one and it did not change while
+    it was read."""
+    digest = Digest(f.size, f.sha256, f.blob_sha1)
+    try:
+        with open(dest, "rb", buffering=0) as src:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+        after = dest.lstat()
+    except OSError as exc:
+        notes.append(f"{f.path}: could not read the file in place at {dest} ({exc.strerror or exc}); replacing it")
+        return None
+    if (after.st_ino, after.st_size, after.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+        return None  # it changed while it was read: fetch it as any other
+    mismatch = digest.mismatch()
+    bad = (mismatch[0] if mismatch else None) if digest.checked else "hash (the Hub lists none)"
+    if bad is not None:
+        notes.append(f"{f.path}: the file in place at {dest} does not match: its {bad} is not the one "
+                     f"the Hub lists for commit {commit[:10]}; replacing it")
+        return None
+    return Reused(f.path, f.size, digest.sha256.hexdigest(), IN_PLACE, dest, False)
 
 
 def _same_file(a: Path, b: Path) -> bool:

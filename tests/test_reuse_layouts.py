@@ -242,7 +242,10 @@ def test_a_killed_copy_whose_source_is_gone_is_removed_but_a_live_one_is_kept(tm
     assert removed == [orphan] and not orphan.exists() and live.exists()
 
 
-def test_a_file_another_run_brought_in_meanwhile_keeps_that_runs_source(tmp_path: Path) -> None:
+def test_a_file_another_run_brought_in_meanwhile_keeps_that_runs_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store.small, "SMALL_FILE", -1)  # markers are a big file's: this one (300 kB) is made one
     out = fill(tmp_path / "out")
     work = manifest.work_dir(out)
     f = repo_file("model.pth")

@@ -2,6 +2,7 @@
 
     python -m gatedfetch.localhub [--port N] [--cdn-port N] [--big-size BYTES] [--data-dir DIR]
                                   [--throttle-mbps X] [--delay-ms N] [--max-connections N]
+                                  [--small-files N]
 
 prints one JSON line on stdout (url, cdn_url, tokens, model, and scenarios: each `--demo` scenario's token
 name) once both servers listen. While it runs, `POST /_test/settings` (JSON object of settings),
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-connections", type=int, default=0,
                     help="the CDN answers 429 (Retry-After: 1) on a client's connections beyond this many open "
                     "(0: no limit)")
+    ap.add_argument("--small-files", type=int, default=0, help="this many more small files in the model (shards/)")
     args = ap.parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="localhub-"))
     stop = threading.Event()
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     hub = None
     try:
-        hub = LocalHub(default_world(data_dir, args.big_size), port=args.port, cdn_port=args.cdn_port)
+        hub = LocalHub(default_world(data_dir, args.big_size, args.small_files), port=args.port, cdn_port=args.cdn_port)
         hub.settings.throttle_bps = int(args.throttle_mbps * 1e6) or None
         hub.settings.delay_ms = args.delay_ms
         hub.settings.max_connections = args.max_connections or None

@@ -70,6 +70,10 @@ class Handler(BaseHTTPRequestHandler):
     hub: HubState
     server_name: str
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two sends: with Nagle's algorithm on, the body of a small answer on a
+    # kept-alive connection waited for the client's delayed ACK of the headers (measured: 63 ms for an answer
+    # delayed 20 ms, against 21 ms on a fresh connection). The Hub's servers show no such stall.
+    disable_nagle_algorithm = True
     server_version = "LocalHub/1.0"
     sys_version = ""
 

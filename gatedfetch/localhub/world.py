@@ -181,8 +181,36 @@ def _commit_sha(label: str) -> str:
     return hashlib.sha1(label.encode()).hexdigest()
 
 
-def default_world(data_dir: Path | str | None = None, big_size: int = 3 * 1024 * 1024) -> World:
-    """The model (gated, manual), two commits (`main`, tag `v1.0`), and one ungated repo; files under data_dir."""
+def _small_files(data_dir: Path, count: int) -> dict[str, FileSpec]:
+    """`count` small regular (not LFS) files, `shards/NNNNN.json`, a few hundred bytes to a few kB each: a repo
+    of many small files (tokenizer shards, per-layer configs), served straight from /resolve. Their contents are
+    made in memory and hashed there; a file is written only when missing or of another size."""
+    folder = data_dir / "small"
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, FileSpec] = {}
+    for i in range(count):
+        name = f"shards/{i:05d}.json"
+        pad = "x" * (200 + (i * 7919) % 3000)
+        content = f'{{"shard": {i}, "pad": "{pad}"}}\n'.encode()
+        path = folder / f"{i:05d}.json"
+        try:
+            fresh = path.stat().st_size != len(content)
+        except OSError:
+            fresh = True
+        if fresh:
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_bytes(content)
+            os.replace(tmp, path)
+        sha1 = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+        out[name] = FileSpec(name, len(content), hashlib.sha256(content).hexdigest(), sha1, False, path)
+    return out
+
+
+def default_world(
+    data_dir: Path | str | None = None, big_size: int = 3 * 1024 * 1024, small_files: int = 0
+) -> World:
+    """The model (gated, manual), two commits (`main`, tag `v1.0`), and one ungated repo; files under data_dir.
+    `small_files`: that many more small files in both of the model's commits (`shards/NNNNN.json`)."""
     data_dir = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="localhub-"))
     data_dir.mkdir(parents=True, exist_ok=True)
     attrs = b"*.pth filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
@@ -199,6 +227,7 @@ def default_world(data_dir: Path | str | None = None, big_size: int = 3 * 1024 *
         "tokenizer.tiktoken": _write_file(data_dir, "tokenizer.tiktoken", None, 200_000, 4, False),
         "model.pth": _write_file(data_dir, "model.pth", None, big_size, 5, True),
         "codec.pth": _write_file(data_dir, "codec.pth", None, 1024 * 1024 + 123, 6, True),
+        **_small_files(data_dir, small_files),
     }
     new = dict(common, **{"config.json": _write_file(data_dir, "config.json", b'{"dim": 1024, "v": 2}\n', 0, 7, False)})
     old = dict(common, **{"config.json": _write_file(data_dir, "config.json", b'{"dim": 1024, "v": 1}\n', 0, 8, False)})

@@ -24,12 +24,17 @@ The steps of one content, each one call:
 A copy brought in instead takes steps 1-3, fills `copy_path(work, key)`, checks its hash, then
 `move_into_place`, `write_marker` and `drop_partial` (this machine's partial of it is no longer needed).
 
+A small file (at most `small.SMALL_FILE` bytes) skips steps 2-6 and 8: fetched whole into memory and verified
+there, then `small.land` writes it and moves it into place; `settle` makes all of a run's small files durable
+at once before the manifest lists them (see small.py for what a crash leaves after each step).
+
 Only a complete, verified file is moved into place; a disk error anywhere is `disk_failure` (exit 9).
 """
 
 from __future__ import annotations
 
-from .durable import FLUSH_EVERY, Flusher, fsync_dir, move_into_place
+from . import small
+from .durable import FLUSH_EVERY, Flusher, fsync_dir, move_into_place, settle
 from .hosts import (
     LOCAL_FS,
     adopt,
@@ -72,6 +77,8 @@ __all__ = [
     "read_marker",
     "read_record",
     "safe_dest",
+    "settle",
+    "small",
     "try_lock",
     "write_marker",
 ]

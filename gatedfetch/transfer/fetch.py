@@ -18,6 +18,8 @@
 * **Memory bounded whatever the count** (streams.buffer_size): all streams' buffers within 48 MiB.
 * **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (store.Partial).
 * **Lock-safe**: one `filelock.FileLock` per content serialises processes and threads on a partial.
+* **Small files** (store.small) are no jobs: a stream with no piece to fetch takes one whole (transfer/small.py),
+  and the run makes them all durable at once at its end (store.settle), before it returns them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 from .. import failures, store
@@ -35,20 +39,16 @@ from ..settings import DOWNLOAD_RETRIES, current
 from ..store import Piece
 from . import streams
 from .http import (
-    CONTENT_RANGE,
-    RETRYABLE_STATUS,
     Client,
     Fatal,
-    HttpRefused,
     Response,
     Retry,
     describe,
-    drain,
-    origin,
     read_ahead,
-    where,
 )
 from .job import Cancelled, FileResult, Job, RemoteFile
+from .piece import attempt
+from .small import SmallFile, fetch_small
 from .streams import Usage
 
 BUFFER_SIZE = 1 << 20  # a stream reads into BUFFERS of these: one being filled, one being written, one spare
@@ -67,14 +67,10 @@ def _sleep(seconds: float, cancel: threading.Event) -> None:
         raise Cancelled()
 
 
-def _range_header(start: int, end: int, size: int) -> str:
-    return f"bytes={start}-" if end >= size else f"bytes={start}-{end - 1}"
-
-
 class _Pool:
-    """Streams that take pieces from the jobs, in file order, and fetch them. It schedules through the jobs'
-    methods only (activate, take, release, fan_out, restart_single, on_416, finish, close): never by writing
-    a job's fields."""
+    """Streams that take pieces from the jobs, in file order, and fetch them; a stream that finds no piece takes
+    a small file whole. It schedules through the jobs' methods only (activate, take, release, fan_out,
+    restart_single, on_416, finish, close): never by writing a job's fields."""
 
     def __init__(
         self,
@@ -86,8 +82,15 @@ class _Pool:
         retries: int,
         timeout: float,
         cancel: threading.Event,
+        *,
+        small: Sequence[SmallFile] = (),
+        work_dir: Path | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.jobs = jobs
+        self.small = deque(small)  # taken from the left, under `cond`
+        self.work_dir = work_dir
+        self.progress = progress
         self.headers = {k: v for k, v in headers.items() if k.lower() not in ("range", "accept-encoding", "host")}
         self.headers["Accept-Encoding"] = "identity"
         self.endpoint = endpoint
@@ -111,7 +114,7 @@ class _Pool:
     def run(self) -> None:
         threads = [
             threading.Thread(target=self._worker, args=(i,), name=f"gatedfetch-stream-{i}", daemon=True)
-            for i in range(min(self.connections, sum(job.most_pieces for job in self.jobs)))
+            for i in range(min(self.connections, sum(job.most_pieces for job in self.jobs) + len(self.small)))
         ]
         self.live = len(threads)
         if not threads:
@@ -146,9 +149,10 @@ class _Pool:
         for c in clients:
             c.abort()
 
-    def _take(self, client: Client) -> tuple[Job, Piece | None] | None:
+    def _take(self, client: Client) -> tuple[Job, Piece | None] | SmallFile | None:
         """The next piece to fetch (while fewer streams than the controller's count are busy), or a job ready to
-        verify (piece None); None when all is done. A stream kept waiting by the count closes its connections."""
+        verify (piece None), else a small file (never before a piece a stream could fetch); None when all is
+        done. A stream kept waiting by the count closes its connections."""
         with self.cond:
             while not self.cancel.is_set():
                 pending = False
@@ -166,6 +170,11 @@ class _Pool:
                     if piece is not None:
                         self.steering.started()
                         return job, piece
+                if self.small:  # counted as a stream, as a piece is
+                    if allowed:
+                        self.steering.started()
+                        return self.small.popleft()
+                    pending = True
                 if not pending:
                     return None
                 if not allowed:
@@ -180,6 +189,14 @@ class _Pool:
         bufs: list[memoryview] = []  # allocated with the first piece: a stream may find no work
         try:
             while (task := self._take(client)) is not None:
+                if isinstance(task, SmallFile):
+                    try:
+                        self._fetch_small(client, task)
+                    finally:
+                        with self.cond:
+                            self.steering.stopped()
+                            self.cond.notify_all()
+                    continue
                 job, piece = task
                 if piece is None:
                     job.finish(self.cancel)  # done, or planned anew: either way the job wakes the streams
@@ -210,17 +227,15 @@ class _Pool:
                 if self.cancel.is_set():
                     raise Cancelled()
                 try:
-                    held = self._attempt(client, job, piece, bufs)
+                    held = attempt(client, job, piece, self.headers, partial(self._read, job=job, bufs=bufs))
                     if held is None:
                         return
                     piece = held  # another piece when the file became one stream from byte 0
                 except Fatal as exc:
                     raise failures.hub_unreachable(self.endpoint, str(exc)) from None
                 except Retry as exc:
-                    with self.cond:  # an expired signed URL says nothing of the load
-                        wait = None if exc.retry_after is None else min(exc.retry_after, current().retry_after_cap)
-                        if not exc.fresh_url and self.steering.trouble(exc.status, wait):
-                            return  # over the count now: the piece (and what it has) goes back, this stream parks
+                    if self._over_the_count(exc):
+                        return  # the piece (and what it has) goes back, this stream parks
                     # An attempt that took the piece further than ever proves the link works: the budget
                     # restarts (as huggingface_hub does), so a long download over a flaky link is not cut
                     # short. Still bounded: each such attempt must push the high-water mark on by at least
@@ -230,85 +245,57 @@ class _Pool:
                         fails = 0
                     best = max(best, piece.done)
                     fails += 1
-                    if fails >= self.retries:
-                        if exc.status == 429:
-                            raise failures.rate_limited(self.endpoint, job.rf.path, exc.retry_after, True) from None
-                        cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
-                        raise failures.hub_unreachable(self.endpoint, cause) from None
-                    if exc.fresh_url:
-                        continue  # an expired or refused signed URL: a fresh one from /resolve, at once
-                    waits = current()
-                    delay = min(waits.backoff_cap, waits.backoff_base * 2 ** (fails - 1))
-                    if exc.retry_after is not None:
-                        delay = min(waits.retry_after_cap, exc.retry_after)
-                    _sleep(delay, self.cancel)
+                    self._before_retry(exc, fails, job.rf.path)
         except BaseException as exc:
             self._fail(exc)  # before the piece is let go: no other stream may take it up again
             raise
         finally:
             job.release(piece)
 
-    def _attempt(self, client: Client, job: Job, piece: Piece, bufs: list[memoryview]) -> Piece | None:
-        """One request for what `piece` lacks. Returns the piece this stream now holds (None: it gave it
-        up because the file was planned anew); raises Retry for what another attempt may fix."""
-        rf = job.rf
-        start = piece.start + piece.done
-        hdrs = dict(self.headers)
-        ranged = start > 0 or piece.end < rf.size
-        if ranged:
-            hdrs["Range"] = _range_header(start, piece.end, rf.size)
-        resp = client.open(rf.url, hdrs)
+    def _over_the_count(self, exc: Retry) -> bool:
+        """Tell the controller of a failed attempt (an expired signed URL says nothing of the load); True when this
+        stream is now over the count and must let go of its work and park."""
+        with self.cond:
+            wait = None if exc.retry_after is None else min(exc.retry_after, current().retry_after_cap)
+            return not exc.fresh_url and self.steering.trouble(exc.status, wait)
+
+    def _before_retry(self, exc: Retry, fails: int, path: str) -> None:
+        """After the `fails`-th failed attempt: the failure when the budget is spent, else the backoff."""
+        if fails >= self.retries:
+            if exc.status == 429:
+                raise failures.rate_limited(self.endpoint, path, exc.retry_after, True) from None
+            cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
+            raise failures.hub_unreachable(self.endpoint, cause) from None
+        if exc.fresh_url:
+            return  # an expired or refused signed URL: a fresh one from /resolve, at once
+        waits = current()
+        delay = min(waits.backoff_cap, waits.backoff_base * 2 ** (fails - 1))
+        if exc.retry_after is not None:
+            delay = min(waits.retry_after_cap, exc.retry_after)
+        _sleep(delay, self.cancel)
+
+    def _fetch_small(self, client: Client, item: SmallFile) -> None:
+        """Fetch, verify and land a small file, retrying within the same bounds as a piece."""
+        assert self.work_dir is not None and self.progress is not None
+        fails = 0
         try:
-            status, at = resp.status, where(resp.url)
-            if status in (200, 206):
-                encoding = resp.headers.get("content-encoding", "identity").strip().lower()
-                if encoding not in ("", "identity"):
-                    raise Fatal(f"{at} sent the file with Content-Encoding {encoding}, not as is")
-                length = resp.headers.get("content-length", "").strip()
-                if status == 200:
-                    if length.isdigit() and int(length) != rf.size:
-                        raise job.integrity(failures.size_mismatch(rf.path, rf.size, int(length)))
-                    if ranged:  # the Range was ignored: the body is the whole file from byte 0
-                        if job.ranged:
-                            raise Retry(f"{at} ignored the Range of a piece")
-                        piece = job.restart_single(hold=True)
-                    end = rf.size
-                else:
-                    m = CONTENT_RANGE.fullmatch(resp.headers.get("content-range", "").strip())
-                    if m is None:
-                        raise Retry(f"206 without a valid Content-Range from {at}")
-                    if m.group(3) != "*" and int(m.group(3)) != rf.size:
-                        raise job.integrity(failures.size_mismatch(rf.path, rf.size, int(m.group(3))))
-                    if int(m.group(1)) != start or int(m.group(2)) < start:
-                        if job.ranged:
-                            raise Retry(f"{at} answered another range than the one asked")
-                        job.restart_single()  # not the range we asked for: start over from byte 0
-                        return None
-                    if not length.isdigit() and job.probing:
-                        job.one_stream()  # can't tell a cut body from a whole one: one stream for this file
-                        return None
-                    end = min(piece.end, int(m.group(2)) + 1)
-                self._read(resp, job, piece, end, bufs, bounded=length.isdigit(), at=at)
-                return piece
-            if status == 416 and start and job.on_416():
-                return None
-            retry_after = resp.headers.get("retry-after", "").strip()
-            if status == 403 and origin(resp.url) != origin(rf.url):
-                raise Retry(f"403 from the CDN {at} (signed URL expired or refused)", fresh_url=True)
-            if status in RETRYABLE_STATUS or status >= 500:
-                raise Retry(
-                    f"{status} {resp.reason} from {at}".replace("  ", " "),
-                    float(retry_after) if retry_after.isdigit() else None,
-                    status=status,
-                )
-            if 400 <= status < 500:
-                raise HttpRefused(status, resp.headers, resp.url)
-            raise Retry(f"unexpected answer {status} {resp.reason} from {at}")
-        finally:
-            if resp.status in (200, 206):
-                resp.release()  # the connection is kept only when the body was read to its end
-            else:
-                drain(resp)
+            while item.result is None:
+                self._check_cancel()
+                try:
+                    item.result = fetch_small(client, item.rf, self.headers, item.dest, self.work_dir)
+                except Fatal as exc:
+                    raise failures.hub_unreachable(self.endpoint, str(exc)) from None
+                except Retry as exc:
+                    if self._over_the_count(exc):
+                        with self.cond:
+                            self.small.appendleft(item)  # for a stream the count allows
+                        return
+                    fails += 1
+                    self._before_retry(exc, fails, item.rf.path)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        self.progress.advance(item.rf.path, item.rf.size)  # no bar of its own: the total moves on
 
     def _fan_out(self, job: Job, rate: float) -> None:
         """The probe proved ranges work: let the other pieces start, over as many streams as help.
@@ -326,7 +313,7 @@ class _Pool:
             raise Cancelled()
 
     def _read(
-        self, resp: Response, job: Job, piece: Piece, end: int, bufs: list[memoryview], *, bounded: bool, at: str
+        self, resp: Response, piece: Piece, end: int, bounded: bool, at: str, *, job: Job, bufs: list[memoryview]
     ) -> None:
         """Read the body into `piece` up to `end`, writing each slice at its offset as it comes."""
         rf = job.rf
@@ -383,18 +370,29 @@ def fetch_all(
     except OSError as exc:
         raise store.disk_failure(exc, work_dir, sum(rf.size for rf in files)) from None
     progress.plan(sum(rf.size for rf in files))
+    store.small.sweep(work_dir)
     order = sorted(range(len(files)), key=lambda i: -files[i].size)
     if timeout is None:
         timeout = current().download_timeout
     cond = threading.Condition()  # the pool's and its jobs': each transition holds it and wakes the streams
-    jobs = [Job(files[i], targets[i], work_dir, connections, progress, cond) for i in order]
-    pool = _Pool(jobs, cond, headers, endpoint, connections, retries, timeout, threading.Event())
+    big = [i for i in order if not store.small.is_small(files[i].size)]
+    small = [SmallFile(files[i], targets[i]) for i in order if store.small.is_small(files[i].size)]
+    jobs = [Job(files[i], targets[i], work_dir, connections, progress, cond) for i in big]
+    pool = _Pool(
+        jobs, cond, headers, endpoint, connections, retries, timeout, threading.Event(),
+        small=small, work_dir=work_dir, progress=progress,
+    )
     try:
         pool.run()
     finally:
         if usage is not None:
             usage.append(pool.usage)
+    # Durability: each big file was fsync'ed before its rename (and its folder after it); the small files only
+    # now, all at once. What this returns is on disk for good, so the manifest written after it claims nothing
+    # that a power cut could take back.
+    store.settle([s.dest for s in small])
     by_path = {id(job.rf): job.result for job in jobs}
+    by_path.update((id(s.rf), s.result) for s in small)
     results = [by_path[id(rf)] for rf in files]
     return [r for r in results if r is not None]
 
