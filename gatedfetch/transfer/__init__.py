@@ -30,13 +30,18 @@ _WHERE = {"fetch_all": "fetch", "HttpRefused": "http", "Cancelled": "job", "File
           "content_key": "job", "Usage": "streams"}
 
 
+_MODULES = ("fetch", "http", "job", "piece", "segments", "small", "streams")
+
+
 def __getattr__(name: str) -> Any:
     """The package's names, each imported on first use: `gatedfetch.transfer.http` alone (the re-run's one
     request) must not load the pool, the job and their dependencies."""
-    if name in _WHERE:
-        import importlib
+    import importlib
 
+    if name in _WHERE:
         return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    if name in _MODULES:  # `transfer.fetch` as an attribute, as when the package imported it eagerly
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(name)
 
 __all__ = [

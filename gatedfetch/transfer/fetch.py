@@ -8,18 +8,18 @@
 * **Probe, then fan out.** The first request of a cut file is a probe: only when it comes back as a
   proper `206` (a `Content-Range` where asked, a `Content-Length`) do the other pieces start. A `200`
   to a ranged request (Range ignored) or no `Content-Length` makes the file one stream.
-* **Retries per piece**: resets, timeouts, cut or short bodies (a CDN edge may answer `206` with fewer
-  bytes than announced, even none), 5xx, 408 and 429 (`Retry-After`), with a bounded exponential
-  backoff, each retry asking only for what the piece still lacks.
+* **Retries per piece**: resets, timeouts, cut or short bodies (a CDN edge may answer `206` with fewer bytes
+  than announced, even none), 5xx, 408 and 429 (`Retry-After`: no stream takes work before it has passed),
+  with a bounded exponential backoff, each retry asking only for what the piece still lacks.
 * **As many streams as pay** (streams.py): the pool lets the controller's count of streams take pieces,
   samples the rate every `settings.stream_sample` seconds, and tells it of every refusal (429, 503) and
   fault; a stream over the count once its piece is done, or when refused, lets its piece go and parks, its
   connections closed. `--connections` is the ceiling.
 * **Memory bounded whatever the count** (streams.buffer_size): all streams' buffers within 48 MiB.
-* **Verified while it arrives** (segments.PrefixHasher) and **resumable per piece** (store.Partial).
-* **Lock-safe**: one `filelock.FileLock` per content serialises processes and threads on a partial.
-* **Small files** (store.small) are no jobs: a stream with no piece to fetch takes one whole (transfer/small.py),
-  and the run makes them all durable at once at its end (store.settle), before it returns them.
+* **Verified while it arrives** (segments.PrefixHasher), **resumable per piece** (store.Partial), **lock-safe**
+  (one `filelock.FileLock` per content serialises processes and threads on a partial).
+* **Small files** (store.small) are no jobs: a stream with no piece takes one whole (transfer/small.py); the run
+  makes them all durable at once at its end (store.settle), before it returns them.
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ class _Pool:
         self.steering = streams.Steering(self.connections, max(0.01, current().stream_sample))
         self.live = 0  # stream threads not yet ended
         self.ended = threading.Event()
+        self.quiet_until = 0.0  # after a 429 or 503 with Retry-After: no stream takes work before this (monotonic)
         self.small_buffers = streams.buffer_size(self.connections, BUFFER_SIZE, BUFFERS)
 
     @property
@@ -156,7 +157,7 @@ class _Pool:
         with self.cond:
             while not self.cancel.is_set():
                 pending = False
-                allowed = self.steering.busy < self.steering.target
+                allowed = self.steering.busy < self.steering.target and time.monotonic() >= self.quiet_until
                 for job in self.jobs:
                     if job.waiting and not job.activate():
                         pending = True
@@ -257,6 +258,8 @@ class _Pool:
         stream is now over the count and must let go of its work and park."""
         with self.cond:
             wait = None if exc.retry_after is None else min(exc.retry_after, current().retry_after_cap)
+            if wait and exc.status in (429, 503):  # the server asked for quiet: the work it refused waits too
+                self.quiet_until = max(self.quiet_until, time.monotonic() + wait)
             return not exc.fresh_url and self.steering.trouble(exc.status, wait)
 
     def _before_retry(self, exc: Retry, fails: int, path: str) -> None:
