@@ -237,11 +237,10 @@ class _Pool:
                 except Retry as exc:
                     if self._over_the_count(exc):
                         return  # the piece (and what it has) goes back, this stream parks
-                    # An attempt that took the piece further than ever proves the link works: the budget
-                    # restarts (as huggingface_hub does), so a long download over a flaky link is not cut
-                    # short. Still bounded: each such attempt must push the high-water mark on by at least
-                    # PROGRESS_RESET bytes (a server that ignores Range and resets every time cannot loop
-                    # forever).
+                    # An attempt that took the piece further than ever proves the link works: the budget restarts
+                    # (as huggingface_hub does), so a long download over a flaky link is not cut short. Still
+                    # bounded: each such attempt must push the high-water mark on by at least PROGRESS_RESET bytes
+                    # (a server that ignores Range and resets every time cannot loop forever).
                     if piece.done >= best + PROGRESS_RESET:
                         fails = 0
                     best = max(best, piece.done)
