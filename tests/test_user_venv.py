@@ -12,7 +12,10 @@ import pytest
 
 from tests.conftest import copy_project
 
-pytestmark = pytest.mark.skipif(os.environ.get("GATEDFETCH_OFFLINE_TESTS") == "1", reason="needs the package index")
+pytestmark = [
+    pytest.mark.e2e,  # a real `bash setup.sh` builds the venv
+    pytest.mark.skipif(os.environ.get("GATEDFETCH_OFFLINE_TESTS") == "1", reason="needs the package index"),
+]
 
 
 COMPILED: dict[str, bool] = {}  # what the build left compiled, read right after it

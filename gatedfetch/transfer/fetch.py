@@ -9,8 +9,8 @@
   proper `206` (a `Content-Range` where asked, a `Content-Length`) do the other pieces start. A `200`
   to a ranged request (Range ignored) or no `Content-Length` makes the file one stream.
 * **Retries per piece**: resets, timeouts, cut or short bodies (a CDN edge may answer `206` with fewer bytes
-  than announced, even none), 5xx, 408 and 429 (`Retry-After`: no stream takes work before it has passed),
-  with a bounded exponential backoff, each retry asking only for what the piece still lacks.
+  than announced, even none), 5xx, 408 and 429 (`Retry-After`: the refused work waits it out, whichever stream
+  takes it up), with a bounded exponential backoff, each retry asking only for what the piece still lacks.
 * **As many streams as pay** (streams.py): the pool lets the controller's count of streams take pieces,
   samples the rate every `settings.stream_sample` seconds, and tells it of every refusal (429, 503) and
   fault; a stream over the count once its piece is done, or when refused, lets its piece go and parks, its
@@ -104,7 +104,6 @@ class _Pool:
         self.steering = streams.Steering(self.connections, max(0.01, current().stream_sample))
         self.live = 0  # stream threads not yet ended
         self.ended = threading.Event()
-        self.quiet_until = 0.0  # after a 429 or 503 with Retry-After: no stream takes work before this (monotonic)
         self.small_buffers = streams.buffer_size(self.connections, BUFFER_SIZE, BUFFERS)
 
     @property
@@ -157,7 +156,7 @@ class _Pool:
         with self.cond:
             while not self.cancel.is_set():
                 pending = False
-                allowed = self.steering.busy < self.steering.target and time.monotonic() >= self.quiet_until
+                allowed = self.steering.busy < self.steering.target
                 for job in self.jobs:
                     if job.waiting and not job.activate():
                         pending = True
@@ -257,9 +256,10 @@ class _Pool:
         stream is now over the count and must let go of its work and park."""
         with self.cond:
             wait = None if exc.retry_after is None else min(exc.retry_after, current().retry_after_cap)
-            if wait and exc.status in (429, 503):  # the server asked for quiet: the work it refused waits too
-                self.quiet_until = max(self.quiet_until, time.monotonic() + wait)
-            return not exc.fresh_url and self.steering.trouble(exc.status, wait)
+            over = not exc.fresh_url and self.steering.trouble(exc.status, wait)
+        if over and wait:
+            _sleep(wait, self.cancel)  # the server asked for quiet: the work it refused is not handed on before
+        return over
 
     def _before_retry(self, exc: Retry, fails: int, path: str) -> None:
         """After the `fails`-th failed attempt: the failure when the budget is spent, else the backoff."""
