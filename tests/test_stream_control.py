@@ -4,6 +4,7 @@ rates it is shown, and the pool's side of it (busy streams over time, buffers wi
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -200,3 +201,39 @@ def test_the_pool_side_counts_busy_streams_over_time_and_parks_the_excess() -> N
     assert s.trouble(503, 1.0) is True  # refused with 3 busy: halved to 1, capped at 2: this one parks
     assert (s.target, s.control.cap) == (1, 2)
     assert s.usage().as_dict() == {"max": 8, "mean": pytest.approx(5.0), "final": 1}
+
+
+def test_growth_stops_at_what_the_cpu_left_can_feed() -> None:
+    """16 streams that already use 60 % of the machine's CPU: at most 16 x 0.9 / 0.6 = 24, not 64 (on a 2-core
+    machine with 50 MB/s per connection, quadrupling to 64 cost more in threads than it brought)."""
+    c = start(64)
+    for i in range(3):  # the skip, then a window of two samples
+        c = on_sample(c, DT * (i + 1), 16 * 30e6, 16, DT, cpu=0.6)
+    assert c.target == 24
+
+
+def test_no_growth_where_the_cpu_is_what_runs_out() -> None:
+    c = start(64)
+    for i in range(3):
+        c = on_sample(c, DT * (i + 1), 16 * 30e6, 16, DT, cpu=0.95)
+    assert c.target == 16 and c.base is None
+
+
+def test_a_cpu_share_not_known_leaves_growth_to_the_gain_test() -> None:
+    c = start(64)
+    for i in range(3):
+        c = on_sample(c, DT * (i + 1), 16 * PER, 16, DT)  # cpu 0: not known
+    assert c.target == 64
+
+
+def test_the_pool_side_measures_the_cpu_share_of_the_whole_machine() -> None:
+    t, used = [0.0], [0.0]
+    s = Steering(64, DT, clock=lambda: t[0], cpu=lambda: used[0])
+    for _ in range(16):
+        s.started()
+    for _ in range(3):
+        t[0] += DT
+        used[0] += DT * (os.cpu_count() or 1) * 0.95  # the process keeps 95 % of every core busy
+        s.count(int(16 * 30e6 * DT))
+        s.sample()
+    assert s.target == 16  # no more streams than the CPU can feed

@@ -19,8 +19,13 @@ FLUSH_EVERY = 64 << 20
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename in `folder` durable (best effort: some file systems cannot sync a folder)."""
+    _fsync(folder, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    """fsync `path`, opened with `flags`; best effort (one that cannot be opened or synced is left as it is)."""
     try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(path, flags)
     except OSError:
         return
     try:
@@ -54,16 +59,7 @@ def settle(files: Iterable[Path]) -> None:
         return
     if not _syncfs(paths[0].parent):
         for path in paths:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            _fsync(path, os.O_RDONLY | os.O_CLOEXEC)
     for folder in sorted({p.parent for p in paths}):
         fsync_dir(folder)
 

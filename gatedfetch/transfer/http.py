@@ -367,3 +367,22 @@ def drain(resp: Response, limit: int = 64 * 1024) -> None:
     except (OSError, http.client.HTTPException):
         pass
     resp.release()
+
+
+def refusal(resp: Response, asked: str) -> Retry | HttpRefused:
+    """What a download's answer other than a 200 or 206 means, for the file asked at `asked`: a Retry for what
+    another attempt may fix (a CDN's 403 for a signed URL that expired or is bound to another range: a fresh one
+    from /resolve, at once; 408, 429 and 5xx, with their Retry-After), HttpRefused for a 4xx the caller classifies."""
+    status, at = resp.status, where(resp.url)
+    retry_after = resp.headers.get("retry-after", "").strip()
+    if status == 403 and origin(resp.url) != origin(asked):
+        return Retry(f"403 from the CDN {at} (signed URL expired or refused)", fresh_url=True)
+    if status in RETRYABLE_STATUS or status >= 500:
+        return Retry(
+            f"{status} {resp.reason} from {at}".replace("  ", " "),
+            float(retry_after) if retry_after.isdigit() else None,
+            status=status,
+        )
+    if 400 <= status < 500:
+        return HttpRefused(status, resp.headers, resp.url)
+    return Retry(f"unexpected answer {status} {resp.reason} from {at}")

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from .. import failures
 from ..store import Piece
-from .http import CONTENT_RANGE, RETRYABLE_STATUS, Client, Fatal, HttpRefused, Response, Retry, drain, origin, where
+from .http import CONTENT_RANGE, Client, Fatal, Response, Retry, drain, refusal, where
 from .job import Job
 
 # Takes the body into a piece: (the answer, the piece, where the body ends, whether it has a length, its origin).
@@ -66,18 +66,7 @@ def attempt(client: Client, job: Job, piece: Piece, headers: Mapping[str, str], 
             return piece
         if status == 416 and start and job.on_416():
             return None
-        retry_after = resp.headers.get("retry-after", "").strip()
-        if status == 403 and origin(resp.url) != origin(rf.url):
-            raise Retry(f"403 from the CDN {at} (signed URL expired or refused)", fresh_url=True)
-        if status in RETRYABLE_STATUS or status >= 500:
-            raise Retry(
-                f"{status} {resp.reason} from {at}".replace("  ", " "),
-                float(retry_after) if retry_after.isdigit() else None,
-                status=status,
-            )
-        if 400 <= status < 500:
-            raise HttpRefused(status, resp.headers, resp.url)
-        raise Retry(f"unexpected answer {status} {resp.reason} from {at}")
+        raise refusal(resp, rf.url)
     finally:
         if resp.status in (200, 206):
             resp.release()  # the connection is kept only when the body was read to its end

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import failures, store
 from ..digest import Digest
-from .http import RETRYABLE_STATUS, Client, Fatal, HttpRefused, Retry, describe, drain, origin, where
+from .http import Client, Fatal, Retry, describe, drain, refusal, where
 from .job import FileResult, RemoteFile, content_key
 
 
@@ -62,18 +62,7 @@ def _get(client: Client, rf: RemoteFile, headers: Mapping[str, str]) -> memoryvi
             if got < rf.size:
                 raise Retry(f"the body stopped at {got} of {rf.size} bytes ({at})")
             return buf[:got]
-        retry_after = resp.headers.get("retry-after", "").strip()
-        if status == 403 and origin(resp.url) != origin(rf.url):
-            raise Retry(f"403 from the CDN {at} (signed URL expired or refused)", fresh_url=True)
-        if status in RETRYABLE_STATUS or status >= 500:
-            raise Retry(
-                f"{status} {resp.reason} from {at}".replace("  ", " "),
-                float(retry_after) if retry_after.isdigit() else None,
-                status=status,
-            )
-        if 400 <= status < 500:
-            raise HttpRefused(status, resp.headers, resp.url)
-        raise Retry(f"unexpected answer {status} {resp.reason} from {at}")
+        raise refusal(resp, rf.url)
     finally:
         if resp.status == 200:
             resp.release()  # the connection is kept only when the body was read to its end

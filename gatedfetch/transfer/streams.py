@@ -44,6 +44,7 @@ close their connections).
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ HOLD = 8
 REFUSED_CUT = 0.5
 FAULT_CUT = 0.75
 BUSY = 0.9
+CPU_BUSY = 0.9  # growth stops where the streams would need more than this share of the machine's CPU
 WINDOW = 2
 BUFFER_BUDGET = 48 << 20  # all streams' read buffers together
 MIN_BUFFER = 64 << 10
@@ -82,7 +84,8 @@ class Control:
     doubling: bool = True  # slow start: increases double the count until one goes unrewarded or the CDN objects
     base: tuple[float, float] | None = None  # (busy streams, bytes/s) before the increase being judged
     skip: int = 1  # samples still to skip after a change (new streams still asking for their first bytes)
-    window: tuple[int, float, float] = (0, 0.0, 0.0)  # samples taken since, with their rates and busy streams summed
+    # samples taken since, with their rates, busy streams and CPU shares summed
+    window: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
     hold_until: float = 0.0  # no increase before this time (the Hub's Retry-After, or after an undone increase)
     cut_at: float = -math.inf  # when the last cut was made: one per sample interval
 
@@ -92,27 +95,31 @@ def start(ceiling: int) -> Control:
     return Control(ceiling=ceiling, target=min(START, ceiling), cap=ceiling)
 
 
-def _grow(c: Control, now: float, rate: float, busy: float) -> Control:
-    """The next increase, if the hold is over and there is room under the cap; judged at the sample after next."""
+def _grow(c: Control, now: float, rate: float, busy: float, cpu: float = 0.0) -> Control:
+    """The next increase, if the hold is over and there is room under the cap and in the CPU; judged at the sample
+    after next. `cpu`: the share of the machine's CPU this process used meanwhile (0: not known)."""
     top = min(c.ceiling, c.cap)
+    if cpu > 0:  # as many streams as the CPU left could feed at today's cost per stream, no more
+        top = min(top, math.floor(c.target * CPU_BUSY / cpu))
     if now < c.hold_until or c.target >= top:
         return replace(c, base=None)
     step = c.target * (GROWTH - 1) if c.doubling else max(1, math.ceil(c.target * STEP))
     return replace(c, target=min(top, c.target + step), base=(busy, rate), skip=1)
 
 
-def on_sample(c: Control, now: float, rate: float, busy: float, interval: float) -> Control:
-    """A sample: `rate` bytes/s came in over the last `interval` seconds with `busy` streams busy on average."""
+def on_sample(c: Control, now: float, rate: float, busy: float, interval: float, cpu: float = 0.0) -> Control:
+    """A sample: `rate` bytes/s came in over the last `interval` seconds with `busy` streams busy on average, and
+    this process used `cpu` of the machine's CPU (a share: 1.0 is every core busy; 0: not known)."""
     if c.skip > 0:
-        return replace(c, skip=c.skip - 1, window=(0, 0.0, 0.0))
+        return replace(c, skip=c.skip - 1, window=(0, 0.0, 0.0, 0.0))
     if busy < BUSY * c.target:
-        return replace(c, window=(0, 0.0, 0.0))  # not enough work for the streams allowed: nothing to learn
-    k, rates, busies = c.window
-    k, rates, busies = k + 1, rates + rate, busies + busy
+        return replace(c, window=(0, 0.0, 0.0, 0.0))  # not enough work for the streams allowed: nothing to learn
+    k, rates, busies, cpus = c.window
+    k, rates, busies, cpus = k + 1, rates + rate, busies + busy, cpus + cpu
     if k < WINDOW:
-        return replace(c, window=(k, rates, busies))
-    c = replace(c, window=(0, 0.0, 0.0))
-    rate, busy = rates / k, busies / k
+        return replace(c, window=(k, rates, busies, cpus))
+    c = replace(c, window=(0, 0.0, 0.0, 0.0))
+    rate, busy, cpu = rates / k, busies / k, cpus / k
     if c.base is not None:
         n0, r0 = c.base
         if r0 > 0 and busy > n0:
@@ -123,7 +130,7 @@ def on_sample(c: Control, now: float, rate: float, busy: float, interval: float)
                 worth = n0 + max(0.0, rate - r0) / per
                 back = max(1, min(c.target, math.floor(worth)))
                 return replace(c, target=back, base=None, doubling=False, skip=1, hold_until=now + HOLD * interval)
-    return _grow(c, now, rate, busy)
+    return _grow(c, now, rate, busy, cpu)
 
 
 def on_fan_out(c: Control, rate: float) -> Control:
@@ -132,7 +139,7 @@ def on_fan_out(c: Control, rate: float) -> Control:
     not bring 16 times one: the count falls back to what they paid for)."""
     if c.base is not None or not c.doubling or c.target <= 1 or rate <= 0:
         return c
-    return replace(c, base=(1.0, rate), skip=1, window=(0, 0.0, 0.0))
+    return replace(c, base=(1.0, rate), skip=1, window=(0, 0.0, 0.0, 0.0))
 
 
 def on_trouble(
@@ -172,7 +179,13 @@ class Steering:
     (the pool's streams take pieces under it); `count` is called by every stream as bytes arrive, under a lock
     of its own."""
 
-    def __init__(self, ceiling: int, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ceiling: int,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        cpu: Callable[[], float] = time.process_time,
+    ) -> None:
         self.control = start(ceiling)
         self.interval = interval
         self._clock = clock
@@ -184,6 +197,9 @@ class Steering:
         self._bytes = 0
         self._bytes_lock = threading.Lock()
         self._sampled = (self._since, 0, 0.0)  # (time, bytes, busy area) at the last sample
+        self._cpu = cpu  # this process's CPU seconds so far (all its threads)
+        self._cpu_sampled = cpu()
+        self._cores = os.cpu_count() or 1
 
     @property
     def target(self) -> int:
@@ -226,7 +242,9 @@ class Steering:
         if dt <= 0:
             return
         self._sampled = (now, got, self._area)
-        self.control = on_sample(self.control, now, (got - b0) / dt, (self._area - a0) / dt, dt)
+        used, self._cpu_sampled = self._cpu() - self._cpu_sampled, self._cpu()
+        share = used / (dt * self._cores)
+        self.control = on_sample(self.control, now, (got - b0) / dt, (self._area - a0) / dt, dt, share)
 
     def trouble(self, status: int, retry_after: float | None) -> bool:
         """A stream met a refusal (`status` 429, 503) or another fault; True when that stream is now over the
