@@ -4,6 +4,9 @@ machine and the blobs of huggingface_hub's cache all check with the one `Digest`
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+
+CHUNK = 1 << 20  # bytes read at a time when a whole file is hashed (and copied: local_bytes)
 
 
 class Digest:
@@ -21,6 +24,13 @@ class Digest:
         self.sha256.update(data)
         if self.sha1 is not None:
             self.sha1.update(data)
+
+    def update_from(self, path: Path) -> Digest:
+        """Hash the whole file at `path`, in CHUNK reads; OSError when it cannot be read."""
+        with open(path, "rb", buffering=0) as f:
+            while chunk := f.read(CHUNK):
+                self.update(chunk)
+        return self
 
     @property
     def checked(self) -> bool:

@@ -37,7 +37,7 @@ from filelock import Timeout as LockTimeout
 from . import failures, manifest, store
 from .digest import Digest
 from .hub_client import RepoFile, Snapshot
-from .local_bytes import CHUNK, TARGET, bring_one
+from .local_bytes import TARGET, bring_one
 
 LOCK_WAIT_VARIABLE = "GATEDFETCH_LOCK_WAIT"
 LOCK_WAIT = 90.0  # seconds, for all of huggingface_hub's locks together: the run ends within 2 minutes
@@ -221,11 +221,8 @@ def blob_problem(f: RepoFile, blob: Path, src: Path, work: Path) -> str | None:
         pass
     if store.read_marker(_marker(f, blob, work), f.path, f.size, real) is not None:
         return None  # verified by an earlier run, unchanged since (inode, size, mtime)
-    digest = Digest(f.size, f.sha256, f.blob_sha1)
     try:
-        with open(real, "rb", buffering=0) as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
+        digest = Digest(f.size, f.sha256, f.blob_sha1).update_from(real)
     except OSError as exc:
         return f"it cannot be read: {exc.strerror or exc}"
     if not digest.checked:

@@ -15,11 +15,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .digest import Digest
+from .digest import CHUNK, Digest
 from .hub_client import RepoFile
 from .store import disk_failure, move_into_place
 
-CHUNK = 1 << 20
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int); btrfs, XFS and bcachefs share extents on request
 
 DOWNLOAD = "download"
@@ -76,11 +75,8 @@ def link_verified(f: RepoFile, real: Path, before: os.stat_result, tmp: Path) ->
     """Hash the regular file `real`, then hard-link it at `tmp`; (digest, "") when `tmp` is that file, with
     the same inode and stat as when it was hashed; (None, "") when it changed meanwhile. When the link cannot
     be made, or what it made is not that file, the bytes are copied instead: (digest, why not linked)."""
-    digest = Digest(f.size, f.sha256, f.blob_sha1)
     try:
-        with open(real, "rb", buffering=0) as src:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
+        digest = Digest(f.size, f.sha256, f.blob_sha1).update_from(real)
     except OSError as exc:
         raise SourceError(exc.strerror or type(exc).__name__) from None
     try:

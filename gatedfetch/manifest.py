@@ -7,7 +7,6 @@ would take seconds; this check takes milliseconds). Anything else is fetched or 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -16,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .digest import Digest
 from .store.durable import fsync_dir
 
 WORK_DIR = ".gatedfetch"
@@ -125,12 +125,8 @@ def intact(local_dir: Path, entry: FileEntry) -> bool:
 
 
 def sha256_of(path: Path) -> str:
-    """The sha256 of a file's bytes, read in 8 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
+    """The sha256 of a file's bytes."""
+    return Digest(0, None, None).update_from(path).sha256.hexdigest()
 
 
 def recheck(local_dir: Path, manifest: Manifest) -> tuple[list[str], list[FileEntry]]:

@@ -40,7 +40,7 @@ from . import failures, store
 from .digest import Digest
 from .hf_cache import etag, repo_cache
 from .hub_client import RepoFile, Snapshot
-from .local_bytes import CHUNK, HF_CACHE, IN_PLACE, REUSE_FROM, Reused, bring_one
+from .local_bytes import HF_CACHE, IN_PLACE, REUSE_FROM, Reused, bring_one
 
 
 def candidates(f: RepoFile, repo: str, reuse_from: Sequence[Path]) -> list[tuple[str, Path]]:
@@ -142,11 +142,8 @@ def _keep_in_place(f: RepoFile, dest: Path, work_dir: Path, tag: str, commit: st
 def _verify_in_place(f: RepoFile, dest: Path, st: os.stat_result, commit: str, notes: list[str]) -> Reused | None:
     """The file at `dest` (whose lstat was `st`) kept when its hash is the listed one and it did not change while
     it was read."""
-    digest = Digest(f.size, f.sha256, f.blob_sha1)
     try:
-        with open(dest, "rb", buffering=0) as src:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
+        digest = Digest(f.size, f.sha256, f.blob_sha1).update_from(dest)
         after = dest.lstat()
     except OSError as exc:
         notes.append(f"{f.path}: could not read the file in place at {dest} ({exc.strerror or exc}); replacing it")
