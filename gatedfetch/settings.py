@@ -86,21 +86,9 @@ class Settings:
         return cls(**values)
 
 
-ENVIRONMENT = {
-    "read_timeout": "GATEDFETCH_READ_TIMEOUT",  # else HF_HUB_ETAG_TIMEOUT, huggingface_hub's own knob for metadata
-    "connect_timeout": "GATEDFETCH_CONNECT_TIMEOUT",
-    "write_timeout": "GATEDFETCH_WRITE_TIMEOUT",
-    "phase_slack": "GATEDFETCH_PHASE_SLACK",
-    "speak_after": "GATEDFETCH_SPEAK_AFTER",
-    "speak_every": "GATEDFETCH_SPEAK_EVERY",
-    "hub_backoff": "GATEDFETCH_HUB_BACKOFF",
-    "hub_pause_cap": "GATEDFETCH_HUB_PAUSE_CAP",
-    "download_timeout": "GATEDFETCH_DOWNLOAD_TIMEOUT",
-    "backoff_base": "GATEDFETCH_BACKOFF_BASE",
-    "backoff_cap": "GATEDFETCH_BACKOFF_CAP",
-    "retry_after_cap": "GATEDFETCH_RETRY_AFTER_CAP",
-    "stream_sample": "GATEDFETCH_STREAM_SAMPLE",
-}
+# Each setting's variable: GATEDFETCH_ and its name in capitals (read_timeout: else HF_HUB_ETAG_TIMEOUT,
+# huggingface_hub's own knob for metadata).
+ENVIRONMENT = {f.name: f"GATEDFETCH_{f.name.upper()}" for f in dataclasses.fields(Settings)}
 
 _current: Settings | None = None
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Build the project's .venv from requirements.lock, for setup.sh: standard library only, any Python >= 3.10.
 
     python3 scripts/bootstrap.py PROJECT --ready             exit 0 when PROJECT/.venv is current (silent)
