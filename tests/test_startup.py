@@ -3,6 +3,7 @@ input, with a PYTHON that is no Python, over a .venv another tool left, stopped 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -201,14 +203,23 @@ def alive(pid: str) -> bool:
         return False
 
 
-def test_sigterm_while_waiting_ends_the_waiter_too(env: Env) -> None:
-    lock = open(env.project / ".venv.lock", "a")  # another builder holds the lock
+@contextlib.contextmanager
+def waiting_for_another_builder(env: Env) -> Iterator[subprocess.Popen[bytes]]:
+    """setup.sh started while another builder holds .venv.lock, once it said it waits; the lock is let go after."""
+    lock = open(env.project / ".venv.lock", "a")
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         proc = env.start("--check", env={"PYTHON": ""}, output=subprocess.PIPE)
         assert proc.stderr is not None
         line = proc.stderr.readline().decode()
         assert "waiting" in line, line  # it waits
+        yield proc
+    finally:
+        lock.close()
+
+
+def test_sigterm_while_waiting_ends_the_waiter_too(env: Env) -> None:
+    with waiting_for_another_builder(env) as proc:
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert children  # the waiter
         proc.send_signal(signal.SIGTERM)  # to setup.sh only, as `kill PID` does
@@ -217,23 +228,13 @@ def test_sigterm_while_waiting_ends_the_waiter_too(env: Env) -> None:
         while time.monotonic() < deadline and any(alive(c) for c in children):
             time.sleep(0.05)
         assert not any(alive(c) for c in children), "the waiter outlived setup.sh"
-    finally:
-        lock.close()
     assert not (env.project / ".venv").exists()
 
 
 def test_ctrl_c_while_waiting_says_it_stopped_not_a_disk_problem(env: Env) -> None:
-    lock = open(env.project / ".venv.lock", "a")  # another builder holds the lock
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-        proc = env.start("--check", env={"PYTHON": ""}, output=subprocess.PIPE)
-        assert proc.stderr is not None
-        line = proc.stderr.readline().decode()
-        assert "waiting" in line, line  # it waits
+    with waiting_for_another_builder(env) as proc:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
         _, err = proc.communicate(timeout=10)
-    finally:
-        lock.close()
     said = err.decode()
     assert proc.returncode == 130, said
     assert "stopped while waiting" in said and "local disk" not in said and "Traceback" not in said
