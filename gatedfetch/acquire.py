@@ -60,6 +60,7 @@ def transfer(
             endpoint=client.endpoint,
             connections=opts.connections,
             usage=usage,
+            say=rep.warn,
         )
     except HttpRefused as exc:
         raise client.classify_status(exc.status, exc.headers, snap.repo, snap.revision) from None

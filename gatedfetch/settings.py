@@ -25,6 +25,16 @@ test waits on the wall clock for a hub that never answers:
     GATEDFETCH_STREAM_SAMPLE          stream_sample     seconds between two looks at the download's rate, two make
                                                         the window an added stream is judged over (default 0.15;
                                                         min 0.01)
+    GATEDFETCH_SPEED_TIME             speed_time        a piece slower than its floor for this many seconds is cut and
+                                                        asked again (default 10; as curl's --speed-time) ...
+    GATEDFETCH_SPEED_LIMIT            speed_limit       ... the floor, bytes/s (default 16384; as curl's --speed-limit;
+                                                        a tenth of the other streams' mean when that is more)
+    GATEDFETCH_STALL_LINE             stall_line        no byte from anywhere for this long prints a line, and again
+                                                        as long as it lasts (default 20)
+    GATEDFETCH_STALL_DEADLINE         stall_deadline    no byte from anywhere for this long ends the run, exit 7
+                                                        (default 60; retries happen meanwhile)
+    GATEDFETCH_URL_MARGIN             url_margin        a signed CDN URL is replaced this long before it expires
+                                                        (default 10; a quarter of its life when that is shorter)
     GATEDFETCH_VENV_WAIT              (setup.sh)        seconds setup.sh waits for another run building .venv
                                                         (default 600; read by setup.sh itself)
 
@@ -38,6 +48,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# The least each wait may be: a timeout of 0 would fail every request, a window of 0 every answer.
+FLOORS = {"read_timeout": 0.1, "stream_sample": 0.01, "speed_time": 0.05, "stall_deadline": 0.05}
 PHASE_ATTEMPTS = 3  # attempts at each question asked before the download
 DOWNLOAD_RETRIES = 5  # attempts at each piece of a file, per stretch of progress
 
@@ -57,6 +69,11 @@ class Settings:
     backoff_cap: float = 8.0
     retry_after_cap: float = 30.0
     stream_sample: float = 0.15
+    speed_time: float = 10.0
+    speed_limit: float = 16384.0
+    stall_line: float = 20.0
+    stall_deadline: float = 60.0
+    url_margin: float = 10.0
 
     @property
     def phase_deadline(self) -> float:
@@ -81,7 +98,7 @@ class Settings:
                 continue
             if value != value or value < 0 or value == float("inf"):  # NaN, negative, infinite: the default stands
                 continue
-            floor = {"read_timeout": 0.1, "stream_sample": 0.01}.get(f.name, 0.0)
+            floor = FLOORS.get(f.name, 0.0)
             values[f.name] = max(floor, value)
         return cls(**values)
 

@@ -25,6 +25,7 @@ from gatedfetch.progress import make_progress
 from gatedfetch.store import bytes_on_disk
 from gatedfetch.transfer import FileResult, RemoteFile, Usage, fetch_all, segments, streams
 from gatedfetch.transfer import fetch as fetch_mod
+from gatedfetch.transfer import retry as retry_mod
 from gatedfetch.transfer.job import Job
 from tests.conftest import MODEL, Env
 from tests.jobs_hub import TestHub
@@ -46,7 +47,7 @@ def hub(big_data: Path) -> Iterator[TestHub]:
 
 @pytest.fixture
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """1 MiB pieces (24 of them), 64 KiB reads, and recorded near-instant backoff (the delays asked are the
+    """1 MiB pieces (24 of them, whatever the link), 64 KiB reads, and recorded near-instant backoff (the delays asked are the
     product's own)."""
     sleeps: list[float] = []
     settings.use(settings.Settings())
@@ -56,9 +57,10 @@ def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         time.sleep(min(seconds, 0.01))
 
     monkeypatch.setattr(segments, "MIN_PIECE", 1 << 20)
+    monkeypatch.setattr(segments, "MAX_PIECE", 1 << 20)  # and never longer, whatever the link
     monkeypatch.setattr(fetch_mod, "FAST_STREAM", float("inf"))  # loopback is fast: fan out all the same
     monkeypatch.setattr(fetch_mod, "BUFFER_SIZE", 64 * 1024)
-    monkeypatch.setattr(fetch_mod, "_sleep", record)
+    monkeypatch.setattr(retry_mod, "_sleep", record)
     return sleeps
 
 
@@ -90,20 +92,23 @@ def resolve_gets(hub: TestHub) -> list[str | None]:
             if q.server == "hub" and q.method == "GET" and "/resolve/" in q.path and q.path.endswith("/model.pth")]
 
 
+def resolve_heads(hub: TestHub) -> list[str | None]:
+    return [q.headers.get("range") for q in hub.requests
+            if q.server == "hub" and q.method == "HEAD" and "/resolve/" in q.path and q.path.endswith("/model.pth")]
+
+
 # --- through the package ------------------------------------------------------------------------
 
 
-def test_pieces_each_resolve_their_own_range_and_the_cdn_never_refuses(
-    hub: TestHub, tmp_path: Path, small_pieces: list[float]
-) -> None:
+def test_one_resolve_without_range_serves_every_piece(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
     r = fetch(hub, tmp_path)
     assert r.verified and r.fetched_bytes == BIG
     assert (tmp_path / "model.pth").read_bytes() == content(hub)
     gets = cdn_gets(hub)
     assert len(gets) == 24 and all(status == 206 for _, status in gets)
-    # every CDN request asked exactly the range its own /resolve asked (a signed URL is never reused)
-    assert Counter(rng for rng, _ in gets) == Counter(resolve_gets(hub))
     assert all(rng and re.fullmatch(r"bytes=\d+-(\d+)?", rng) for rng, _ in gets)
+    # one HEAD /resolve, without Range, for the whole file: its URL serves every range until it expires
+    assert resolve_heads(hub) == [None] and resolve_gets(hub) == []
 
 
 def test_the_cdn_never_sees_the_token(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
@@ -133,24 +138,41 @@ def test_a_signed_url_used_for_another_range_is_refused_by_the_test_cdn(hub: Tes
     assert cdn.getresponse().status == 206
 
 
-def test_a_cdn_403_sends_the_piece_back_to_resolve_at_once(
+def test_a_cdn_403_on_a_url_that_served_sends_the_file_back_to_resolve_at_once(
     hub: TestHub, tmp_path: Path, small_pieces: list[float]
 ) -> None:
-    hub.add_fault("model.pth", server="cdn", status=403, times=3)
+    hub.add_fault("model.pth", server="cdn", status=403, after=5, times=1)  # the URL "expires" mid-file
     r = fetch(hub, tmp_path)
     assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
-    assert [s for _, s in cdn_gets(hub)].count(403) == 3
-    assert len(resolve_gets(hub)) == 24 + 3
+    assert [q.fault is not None for q in hub.requests if q.server == "cdn"].count(True) == 1  # it struck
+    assert [s for _, s in cdn_gets(hub)].count(403) == 1
+    assert resolve_heads(hub) == [None, None]  # one fresh URL, for every piece after
     assert small_pieces == []  # a fresh URL needs no backoff
 
 
-def test_expired_urls_end_as_unreachable_not_as_an_access_refusal(
+def test_a_403_that_fresh_urls_get_again_is_a_refusal_in_the_cdns_words(
     hub: TestHub, tmp_path: Path, small_pieces: list[float]
 ) -> None:
     hub.settings.cdn_url_ttl = -1  # every signed URL is born expired
-    with pytest.raises(failures.HubUnreachable, match=r"403 from the CDN .* after 5 attempts"):
+    with pytest.raises(failures.HubUnreachable, match=r"fresh signed URL.*403 from the CDN.*Request has expired"):
         fetch(hub, tmp_path)
     assert not (tmp_path / "model.pth").exists()
+    # no endless loop: one refresh of the unranged URL, then one /resolve per request with the piece's Range
+    assert resolve_heads(hub) == [None, None] and len(resolve_gets(hub)) == 1
+    assert [s for _, s in cdn_gets(hub)] == [403, 403, 403]
+
+
+def test_a_url_bound_to_a_range_is_used_for_that_range_only(
+    hub: TestHub, tmp_path: Path, small_pieces: list[float]
+) -> None:
+    """A hub whose /resolve does not answer HEAD: each piece asks /resolve with its own Range and follows that
+    URL, never reused for another range (the test CDN refuses that)."""
+    hub.add_fault("/resolve/", server="hub", method="HEAD", status=405, times=None)
+    r = fetch(hub, tmp_path)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    gets = cdn_gets(hub)
+    assert len(gets) == 24 and all(status == 206 for _, status in gets)
+    assert Counter(rng for rng, _ in gets) == Counter(resolve_gets(hub))
 
 
 def test_cuts_in_several_pieces_resume_each_piece_where_it_stopped(

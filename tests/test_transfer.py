@@ -27,6 +27,7 @@ from gatedfetch.progress import make_progress
 from gatedfetch.store import record
 from gatedfetch.transfer import FileResult, HttpRefused, RemoteFile, fetch_all
 from gatedfetch.transfer import fetch as fetch_mod
+from gatedfetch.transfer import retry as retry_mod
 from tests.jobs_hub import TestHub
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +42,13 @@ def data(hub: TestHub, name: str) -> bytes:
 
 
 def gets(hub: TestHub, server: str, name: str = "model.pth") -> list[Req]:
-    """The GETs of `name` on `server`: "origin" (the hub's /resolve) or "cdn" (whose paths carry the sha256)."""
+    """The requests for `name` on `server`: "origin" (the hub's /resolve, HEAD and GET) or "cdn" (GETs; its paths
+    carry the sha256)."""
     spec = hub.repo(MODEL).files()[name]
     if server == "origin":
         return [r for r in hub.requests if r.server == "hub" and urlsplit(r.path).path.endswith("/" + name)]
-    return [r for r in hub.requests if r.server == "cdn" and urlsplit(r.path).path.endswith("/" + (spec.sha256 or "-"))]
+    return [r for r in hub.requests
+            if r.server == "cdn" and r.method == "GET" and urlsplit(r.path).path.endswith("/" + (spec.sha256 or "-"))]
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +63,7 @@ def fast(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         time.sleep(min(seconds, 0.01))
 
     monkeypatch.setattr(fetch_mod, "BUFFER_SIZE", 64 * 1024)
-    monkeypatch.setattr(fetch_mod, "_sleep", record)
+    monkeypatch.setattr(retry_mod, "_sleep", record)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     return sleeps
@@ -341,7 +344,7 @@ def test_proxy_from_the_environment_is_used(hub: TestHub, tmp_path: Path, monkey
     finally:
         huggingface_hub.close_session()
     assert r.verified
-    assert [q.path.startswith("http://") for q in gets(hub, "origin")] == [True]
+    assert [(q.method, q.path.startswith("http://")) for q in gets(hub, "origin")] == [("HEAD", True), ("GET", True)]
 
 
 # --- concurrency -------------------------------------------------------------------------------

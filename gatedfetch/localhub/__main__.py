@@ -2,11 +2,12 @@
 
     python -m gatedfetch.localhub [--port N] [--cdn-port N] [--big-size BYTES] [--data-dir DIR]
                                   [--throttle-mbps X] [--delay-ms N] [--max-connections N]
-                                  [--small-files N]
+                                  [--small-files N] [--cdn-delay-ms N] [--url-ttl S]
 
 prints one JSON line on stdout (url, cdn_url, tokens, model, and scenarios: each `--demo` scenario's token
 name) once both servers listen. While it runs, `POST /_test/settings` (JSON object of settings),
-`POST /_test/faults` (JSON kwargs of `LocalHub.add_fault`) and `POST /_test/clear` (faults, settings and
+`POST /_test/faults` (JSON kwargs of `LocalHub.add_fault`), `POST /_test/requests` (what was asked so far) and
+`POST /_test/clear` (faults, settings and
 recorded requests back to the start) control it, from 127.0.0.1 only.
 """
 
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-connections", type=int, default=0,
                     help="the CDN answers 429 (Retry-After: 1) on a client's connections beyond this many open "
                     "(0: no limit)")
+    ap.add_argument("--cdn-delay-ms", type=int, default=-1,
+                    help="delay the CDN's answers by this many milliseconds instead (-1: as --delay-ms)")
+    ap.add_argument("--url-ttl", type=float, default=3600.0, help="seconds a signed CDN URL stays good")
     ap.add_argument("--small-files", type=int, default=0, help="this many more small files in the model (shards/)")
     args = ap.parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="localhub-"))
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         hub = LocalHub(default_world(data_dir, args.big_size, args.small_files), port=args.port, cdn_port=args.cdn_port)
         hub.settings.throttle_bps = int(args.throttle_mbps * 1e6) or None
         hub.settings.delay_ms = args.delay_ms
+        hub.settings.cdn_delay_ms = args.cdn_delay_ms if args.cdn_delay_ms >= 0 else None
+        hub.settings.cdn_url_ttl = args.url_ttl
         hub.settings.max_connections = args.max_connections or None
         hub.start()
         info = {"url": hub.url, "cdn_url": hub.cdn_url, "tokens": TOKENS, "model": MODEL, "scenarios": DEMO_SCENARIOS}

@@ -109,6 +109,8 @@ class FileServing(Handler):
         throttle = self.hub.settings.throttle_bps
         reset_after = fault.reset_after if fault else None
         close_after = fault.close_after if fault else None
+        slow_after = fault.slow_after if fault else None
+        freeze_after = fault.freeze_after if fault else None
         cut = min((n for n in (reset_after, close_after) if n is not None), default=None)
         flip_at = fault.flip_at if fault else None
         sock = self.connection
@@ -122,6 +124,15 @@ class FileServing(Handler):
             while sent < limit:
                 pos = start + sent
                 want = min(step, limit - sent)
+                if freeze_after is not None and sent >= freeze_after:
+                    self.hub.stopping.wait()  # nothing more, the socket kept open: a network gone black
+                    return
+                if slow_after is not None and sent >= slow_after:
+                    if self.hub.stopping.wait(0.2):
+                        return
+                    want = 1
+                elif slow_after is not None or freeze_after is not None:
+                    want = min(want, max(1, min(n for n in (slow_after, freeze_after) if n is not None) - sent))
                 if pos == flip_at:
                     f.seek(pos)
                     sock.sendall(bytes([f.read(1)[0] ^ 0xFF]))

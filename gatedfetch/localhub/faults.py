@@ -26,6 +26,9 @@ class Fault:
     foreign: bool = False  # with `status`: the answer of something in front of the hub (a proxy, a firewall)
     hop: bool = False  # a 302 back to the same URL, Location relative (same origin): `times=n` makes a chain of n
     shift_range: int | None = None  # a 206 whose Content-Range starts this many bytes after the start asked
+    slow_after: int | None = None  # a file body whose bytes after this many come one every 0.2 s (a sick edge)
+    freeze_after: int | None = None  # a file body that stops after this many bytes, its socket held open (a VPN drop)
+    after: int = 0  # let this many matching requests pass first
 
     def matches(self, server: str, method: str, target: str) -> bool:
         return self.match in target and self.server in ("any", server) and self.method in (None, method)
@@ -37,6 +40,7 @@ class Settings:
     no_content_length: bool = False
     throttle_bps: int | None = None  # each file answer (so each connection) sends at most this many bytes/s
     delay_ms: int = 0  # every answer waits this long first: a link's round trip and a server's think time
+    cdn_delay_ms: int | None = None  # the CDN's answers wait this long instead (a near edge, a far hub's API)
     # A CDN's per-client limit: on the CDN, a request on a connection opened after this many others from the same
     # host, still open, gets 429 with Retry-After: limit_retry_after, and its connection is closed.
     max_connections: int | None = None
@@ -62,6 +66,8 @@ class Req:
     headers: dict[str, str]  # lower-case names
     status: int = 0
     bytes_sent: int = 0  # body bytes of a file response that left the server
+    fault: Fault | None = None  # the fault this request met
+    at: float = 0.0  # when it came (time.monotonic())
 
 
 class Faults:
@@ -86,6 +92,9 @@ class Faults:
         with self._lock:
             for f in self._items:
                 if f.matches(server, method, target):
+                    if f.after > 0:
+                        f.after -= 1
+                        return None
                     if f.times is not None:
                         f.times -= 1
                         if f.times <= 0:

@@ -98,7 +98,8 @@ class Handler(BaseHTTPRequestHandler):
     # -- dispatch ---------------------------------------------------------------------------
 
     def _dispatch(self, method: str) -> None:
-        self.req = Req(self.server_name, method, self.path, {k.lower(): v for k, v in self.headers.items()})
+        self.req = Req(self.server_name, method, self.path, {k.lower(): v for k, v in self.headers.items()},
+                       at=time.monotonic())
         self.fault: Fault | None = None
         if not (self.server_name == "hub" and self.path.startswith("/_test/")):  # control calls are not traffic
             self.hub.record(self.req)
@@ -112,14 +113,18 @@ class Handler(BaseHTTPRequestHandler):
             if self.server_name == "hub" and parts.path.startswith("/_test/"):
                 self._control(method, parts.path)
                 return
-            if self.hub.settings.delay_ms:
-                time.sleep(self.hub.settings.delay_ms / 1000)
+            delay = self.hub.settings.delay_ms
+            if self.server_name == "cdn" and self.hub.settings.cdn_delay_ms is not None:
+                delay = self.hub.settings.cdn_delay_ms
+            if delay:
+                time.sleep(delay / 1000)
             self._limit_connections()
             target = self.path
             if self.server_name == "cdn":  # CDN paths carry the sha256: let faults name the file too
                 spec = self._cdn_spec()
                 target += f" {spec.path}" if spec else ""
             self.fault = self.hub.take_fault(self.server_name, method, target)
+            self.req.fault = self.fault
             if self.fault is not None and (self.fault.silent is not None or self.fault.trickle is not None):
                 self._stall(self.fault)
                 return

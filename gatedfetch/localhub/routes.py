@@ -62,6 +62,12 @@ class Routes(FileServing):
                 self.hub.add_fault(**body)
             except (TypeError, ValueError) as e:
                 raise Refusal(400, {}, str(e)) from e
+        elif path == "/_test/requests":  # what was asked so far (no query: a signed URL's is a credential)
+            with self.hub.lock:
+                asked = [{"server": q.server, "method": q.method, "path": q.path.split("?", 1)[0],
+                          "range": q.headers.get("range"), "status": q.status} for q in self.hub.requests]
+            self.send_json(200, {"requests": asked})
+            return
         elif path == "/_test/clear":
             self.hub.clear_faults()
             settings.reset()

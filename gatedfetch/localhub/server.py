@@ -120,6 +120,9 @@ class LocalHub:
         trickle: float | None = None,
         error_code: str | None = None,
         foreign: bool = False,
+        slow_after: int | None = None,
+        freeze_after: int | None = None,
+        after: int = 0,
     ) -> None:
         """Make matching requests fail. `match` is a substring of the request path (with its query; on the CDN
         the file's name is matched too). `status`: answer it instead (with `Retry-After` if `retry_after`).
@@ -129,11 +132,15 @@ class LocalHub:
         that hangs). `trickle=S`: a 200 with a large Content-Length whose body comes a byte every 0.2 s for S
         seconds (no read timeout ever fires). `error_code`: the X-Error-Code of the `status` answer. `foreign`: the
         `status` answer comes as a proxy or firewall sends it: an HTML body, none of the Hub's headers.
-        `times=None`: forever; each matching request uses one."""
+        `slow_after=N`: a file body whose bytes after the first N come one every 0.2 s (a sick CDN edge: no read
+        timeout fires). `freeze_after=N`: a file body that stops after N bytes, its socket held open until the hub
+        stops (a network gone black). `after=K`: the first K matching requests pass untouched.
+        `times=None`: forever; each matching request uses one. Each request's record names the fault it met."""
         self.faults.add(Fault(
             match, status=status, times=times, retry_after=retry_after, reset_after=reset_after, flip_at=flip_at,
             server=server, method=method.upper() if method else None, close_after=close_after, short=short,
             silent=silent, trickle=trickle, error_code=error_code, foreign=foreign,
+            slow_after=slow_after, freeze_after=freeze_after, after=after,
         ))
 
     def clear_faults(self) -> None:

@@ -1,10 +1,10 @@
 """Fetch files into a folder over a pool of streams: pieces in file order, each retried on its own.
 
-* **Each piece through `/resolve`.** A piece asks the Hub's resolve URL with its own `Range` and
-  follows that answer's `Location`: the Hub's CDN signs its URLs for the range asked at /resolve and
-  for a short time (another range, or an expired URL, gets 403). So a signed URL is never reused for
-  another range, and a 403 from the CDN sends the piece back to /resolve for a fresh one (it is not
-  an access refusal: those come from the Hub itself, with its error headers).
+* **One `/resolve` per file, per URL lifetime** (location.py): asked without `Range`, its signed CDN URL serves
+  every piece and stream until shortly before it expires, or until the CDN answers 403; a 403 that a fresh URL
+  gets again is a refusal, in the CDN's words. The Hub can be 100+ ms away while the CDN edge is near.
+* **Pieces sized from the link** (segments.link_piece): once the probe has shown a stream's rate and the round
+  trip, the untouched pieces are cut so that a request's wait costs at most a tenth of a piece's time.
 * **Probe, then fan out.** The first request of a cut file is a probe: only when it comes back as a
   proper `206` (a `Content-Range` where asked, a `Content-Length`) do the other pieces start. A `200`
   to a ranged request (Range ignored) or no `Content-Length` makes the file one stream.
@@ -15,6 +15,9 @@
   samples the rate every `settings.stream_sample` seconds, and tells it of every refusal (429, 503) and
   fault; a stream over the count once its piece is done, or when refused, lets its piece go and parks, its
   connections closed. `--connections` is the ceiling.
+* **Never stuck** (watch.py): an answer under its rate floor (curl's --speed-limit) is cut and asked again; a
+  file left to one fast stream gets the others when its rate falls; no byte from anywhere for settings.stall_line
+  prints a line, for half of settings.stall_deadline drops every connection, for all of it ends the run (exit 7).
 * **Memory bounded whatever the count** (streams.buffer_size): all streams' buffers within 48 MiB.
 * **Verified while it arrives** (segments.PrefixHasher), **resumable per piece** (store.Partial), **lock-safe**
   (one `filelock.FileLock` per content serialises processes and threads on a partial).
@@ -24,11 +27,10 @@
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -37,34 +39,22 @@ from ..options import DEFAULT_CONNECTIONS
 from ..progress import Progress
 from ..settings import DOWNLOAD_RETRIES, current
 from ..store import Piece
-from . import streams
-from .http import (
-    Client,
-    Fatal,
-    Response,
-    Retry,
-    describe,
-    read_ahead,
-)
+from . import retry, streams
+from .body import POLL, read_body
+from .http import Client, Fatal, Retry
 from .job import Cancelled, FileResult, Job, RemoteFile
 from .piece import attempt
 from .small import SmallFile, fetch_small
 from .streams import Usage
+from .watch import FLOOR_SHARE, Silence, Verdict
 
 BUFFER_SIZE = 1 << 20  # a stream reads into BUFFERS of these: one being filled, one being written, one spare
 BUFFERS = 3  # the first stream's; the others' are smaller when many streams may run (streams.buffer_size)
 # The waits (backoff_base before the 2nd attempt, doubling up to backoff_cap; a server's Retry-After honoured up
 # to retry_after_cap; each stream's timeout) come from gatedfetch.settings.
 PROGRESS_RESET = 1 << 20  # an attempt that took a piece this much further starts a fresh retry budget
-POLL = 0.2  # how often a waiting thread looks at the cancel flag
-PROBE_BYTES = 2 << 20  # the probe's speed is measured over its first 2 MiB ...
-FAST_STREAM = 250e6  # ... and above this many bytes/s one stream is left to fetch the file alone
-
-
-def _sleep(seconds: float, cancel: threading.Event) -> None:
-    """Backoff sleep; tests replace it to record the delays instead of waiting."""
-    if cancel.wait(seconds):
-        raise Cancelled()
+FAST_STREAM = 250e6  # ... and above this many bytes/s one stream is left to fetch the file alone ...
+REVISIT = 1.0  # ... until, over this many seconds, it brings less than half of that: then the others join in
 
 
 class _Pool:
@@ -86,8 +76,10 @@ class _Pool:
         small: Sequence[SmallFile] = (),
         work_dir: Path | None = None,
         progress: Progress | None = None,
+        say: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.jobs = jobs
+        self.say = say
         self.small = deque(small)  # taken from the left, under `cond`
         self.work_dir = work_dir
         self.progress = progress
@@ -105,6 +97,8 @@ class _Pool:
         self.live = 0  # stream threads not yet ended
         self.ended = threading.Event()
         self.small_buffers = streams.buffer_size(self.connections, BUFFER_SIZE, BUFFERS)
+        self.silence = Silence(current().stall_line, current().stall_deadline)
+        self._narrow: dict[int, tuple[float, int]] = {}  # id(job) -> (when, bytes fetched) for a one-stream file
 
     @property
     def usage(self) -> Usage:
@@ -125,7 +119,11 @@ class _Pool:
             while not self.ended.wait(self.steering.interval):
                 with self.cond:
                     self.steering.sample()
+                    self._revisit()
                     self.cond.notify_all()  # the count may have grown: parked streams look again
+                    verdict = self.silence.tick(self.steering.busy > 0)
+                if verdict is not None:
+                    self._on_silence(verdict)
             for t in threads:
                 t.join()
         except BaseException:  # KeyboardInterrupt in the main thread: stop the streams, then re-raise
@@ -138,6 +136,37 @@ class _Pool:
                 job.close()  # those not over: the partial stays for the next run
         if self.error is not None:
             raise self.error
+
+    def _revisit(self) -> None:
+        """A file left to one fast stream (its probe ran past FAST_STREAM) that now brings less than half of that
+        over REVISIT seconds gets the other streams (a stream that was fast at first may stall for minutes)."""
+        now = time.monotonic()
+        for job in self.jobs:
+            if not job.narrow:
+                continue
+            since, fetched = self._narrow.setdefault(id(job), (now, job.fetched))
+            if now - since >= REVISIT:
+                if (job.fetched - fetched) / (now - since) < FAST_STREAM / 2:
+                    job.widen(self.connections)
+                self._narrow[id(job)] = (now, job.fetched)
+
+    def _on_silence(self, verdict: Verdict) -> None:
+        """No byte from anywhere for a while: say so, then drop every connection (each stream asks anew), then end
+        the run naming what it waited for."""
+        with self.cond:
+            files = sorted({job.rf.path for job in self.jobs if job.inflight})
+            hosts = sorted({job.location.where for job in self.jobs if job.inflight})
+            clients = list(self.clients)
+        what = f"{', '.join(files) or 'the files'} from {', '.join(hosts) or 'the hub'}"
+        quiet = f"no byte for {verdict.silent_for:.0f} s while waiting for {what}"
+        if verdict.end:
+            self._fail(failures.hub_unreachable(self.endpoint, quiet))
+            return
+        if verdict.line:
+            self.say(f"{quiet}; still trying (gives up after {self.silence.deadline:.0f} s of silence)")
+        if verdict.nudge:
+            for c in clients:
+                c.abort()  # each stream's read ends now and its piece is asked again on a new connection
 
     def _fail(self, exc: BaseException) -> None:
         with self.cond:
@@ -227,7 +256,7 @@ class _Pool:
                 if self.cancel.is_set():
                     raise Cancelled()
                 try:
-                    held = attempt(client, job, piece, self.headers, partial(self._read, job=job, bufs=bufs))
+                    held = attempt(client, job, piece, self.headers, partial(read_body, self, job=job, bufs=bufs))
                     if held is None:
                         return
                     piece = held  # another piece when the file became one stream from byte 0
@@ -244,7 +273,7 @@ class _Pool:
                         fails = 0
                     best = max(best, piece.done)
                     fails += 1
-                    self._before_retry(exc, fails, job.rf.path)
+                    retry.before_retry(exc, fails, self.retries, self.endpoint, job.rf.path, self.cancel)
         except BaseException as exc:
             self._fail(exc)  # before the piece is let go: no other stream may take it up again
             raise
@@ -256,25 +285,10 @@ class _Pool:
         stream is now over the count and must let go of its work and park."""
         with self.cond:
             wait = None if exc.retry_after is None else min(exc.retry_after, current().retry_after_cap)
-            over = not exc.fresh_url and self.steering.trouble(exc.status, wait)
+            over = not (exc.fresh_url or exc.slow) and self.steering.trouble(exc.status, wait)
         if over and wait:
-            _sleep(wait, self.cancel)  # the server asked for quiet: the work it refused is not handed on before
+            retry.pause(wait, self.cancel)  # the server asked for quiet: the work it refused is not handed on before
         return over
-
-    def _before_retry(self, exc: Retry, fails: int, path: str) -> None:
-        """After the `fails`-th failed attempt: the failure when the budget is spent, else the backoff."""
-        if fails >= self.retries:
-            if exc.status == 429:
-                raise failures.rate_limited(self.endpoint, path, exc.retry_after, True) from None
-            cause = f"{exc.cause} after {fails} attempt{'s' if fails > 1 else ''}"
-            raise failures.hub_unreachable(self.endpoint, cause) from None
-        if exc.fresh_url:
-            return  # an expired or refused signed URL: a fresh one from /resolve, at once
-        waits = current()
-        delay = min(waits.backoff_cap, waits.backoff_base * 2 ** (fails - 1))
-        if exc.retry_after is not None:
-            delay = min(waits.retry_after_cap, exc.retry_after)
-        _sleep(delay, self.cancel)
 
     def _fetch_small(self, client: Client, item: SmallFile) -> None:
         """Fetch, verify and land a small file, retrying within the same bounds as a piece."""
@@ -282,7 +296,7 @@ class _Pool:
         fails = 0
         try:
             while item.result is None:
-                self._check_cancel()
+                self.check_cancel()
                 try:
                     item.result = fetch_small(client, item.rf, self.headers, item.dest, self.work_dir)
                 except Fatal as exc:
@@ -293,57 +307,38 @@ class _Pool:
                             self.small.appendleft(item)  # for a stream the count allows
                         return
                     fails += 1
-                    self._before_retry(exc, fails, item.rf.path)
+                    retry.before_retry(exc, fails, self.retries, self.endpoint, item.rf.path, self.cancel)
         except BaseException as exc:
             self._fail(exc)
             raise
         self.progress.advance(item.rf.path, item.rf.size)  # no bar of its own: the total moves on
 
-    def _fan_out(self, job: Job, rate: float) -> None:
+    def fan_out(self, job: Job, rate: float) -> None:
         """The probe proved ranges work: let the other pieces start, over as many streams as help.
 
         Many streams help only when each connection is capped below the link (a CDN: 40-90 MB/s each).
         Where one stream alone already runs faster than FAST_STREAM (a mirror on the LAN, loopback), more
         streams only compete for the CPU and the page cache: measured on a 2-core machine over loopback,
         16 streams took 2.4 s for 500 MiB where one took 0.8 s. So a fast first stream stays alone."""
-        job.fan_out(1 if rate >= FAST_STREAM else self.connections)
+        job.fan_out(1 if rate >= FAST_STREAM else self.connections, rate)
         with self.cond:
+            if job.rtt is not None:
+                self.steering.round_trip(job.rtt)
             self.steering.fanned_out(rate if rate < FAST_STREAM else 0.0)
 
-    def _check_cancel(self) -> None:
+    def count(self, n: int) -> None:
+        self.steering.count(n)
+
+    def heard(self) -> None:
+        self.silence.heard()
+
+    def floor(self) -> float:
+        """The rate below which an answer is cut (watch.Pace): settings.speed_limit, or a tenth of a stream's mean."""
+        return max(current().speed_limit, FLOOR_SHARE * self.steering.per_stream)
+
+    def check_cancel(self) -> None:
         if self.cancel.is_set():
             raise Cancelled()
-
-    def _read(
-        self, resp: Response, piece: Piece, end: int, bounded: bool, at: str, *, job: Job, bufs: list[memoryview]
-    ) -> None:
-        """Read the body into `piece` up to `end`, writing each slice at its offset as it comes."""
-        rf = job.rf
-        pos = piece.start + piece.done
-        # Without a Content-Length, ask for one byte more than the file can hold: a server that sends
-        # more than the expected size is caught.
-        extra = 0 if bounded or end < rf.size else 1
-        probe_from, probe_t0 = pos, time.monotonic()
-        chunks = read_ahead(resp, bufs, end - pos + extra, POLL, self._check_cancel)
-        try:
-            for data in chunks:
-                n = len(data)
-                if pos + n > rf.size:
-                    raise job.integrity(failures.size_mismatch(rf.path, rf.size, pos + n))
-                job.partial.write(pos, data)
-                job.offer(pos, data)
-                job.wrote(piece, n)
-                self.steering.count(n)
-                pos += n
-                if job.probing and (pos - probe_from >= PROBE_BYTES or pos >= end):
-                    self._fan_out(job, (pos - probe_from) / max(time.monotonic() - probe_t0, 1e-6))
-                self._check_cancel()
-        except (OSError, http.client.HTTPException) as exc:  # from the socket: disk errors come as failures
-            raise Retry(f"{describe(exc)} after {pos} of {rf.size} bytes ({at})") from None
-        finally:
-            chunks.close()
-        if pos < end:
-            raise Retry(f"the body stopped at {pos} of {rf.size} bytes ({at})")
 
 
 def fetch_all(
@@ -358,9 +353,11 @@ def fetch_all(
     retries: int = DOWNLOAD_RETRIES,
     timeout: float | None = None,
     usage: list[Usage] | None = None,
+    say: Callable[[str], None] = lambda line: None,
 ) -> list[FileResult]:
     """Fetch `files` into `local_dir`, verified, biggest first; results in input order. `connections` is the
-    ceiling of streams at once; `usage`, when given, gets how many were used (streams.Usage), even on failure.
+    ceiling of streams at once; `usage`, when given, gets how many were used (streams.Usage), even on failure;
+    `say` prints a line (a long silence of the network).
 
     Raises a `failures.Failure` (integrity, hub unreachable, disk), `HttpRefused` for a 4xx the caller
     classifies; the first failure stops the other streams (partials stay for the next run). So does a
@@ -382,7 +379,7 @@ def fetch_all(
     jobs = [Job(files[i], targets[i], work_dir, connections, progress, cond) for i in big]
     pool = _Pool(
         jobs, cond, headers, endpoint, connections, retries, timeout, threading.Event(),
-        small=small, work_dir=work_dir, progress=progress,
+        small=small, work_dir=work_dir, progress=progress, say=say,
     )
     try:
         pool.run()

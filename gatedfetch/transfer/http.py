@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import queue
 import re
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from urllib.parse import unquote, urljoin, urlsplit
@@ -58,13 +60,20 @@ class Retry(Exception):
     """Something another attempt may fix: a reset, a timeout, a 5xx, a 429, a cut body."""
 
     def __init__(
-        self, cause: str, retry_after: float | None = None, *, fresh_url: bool = False, status: int = 0
+        self,
+        cause: str,
+        retry_after: float | None = None,
+        *,
+        fresh_url: bool = False,
+        status: int = 0,
+        slow: bool = False,
     ) -> None:
         super().__init__(cause)
         self.cause = cause
         self.retry_after = retry_after
         self.fresh_url = fresh_url  # a CDN refused its signed URL: ask /resolve again, no backoff
         self.status = status  # the HTTP status behind it, 0 for a network fault
+        self.slow = slow  # cut for staying under its rate floor (watch.Pace): asked again at once, not a load signal
 
 
 class Fatal(Exception):
@@ -153,6 +162,7 @@ class Response:
         self.status = resp.status
         self.reason = resp.reason
         self.headers = Headers(resp.getheaders())
+        self.waited = 0.0  # seconds from the request sent to these headers (Client.get)
 
     def readinto(self, buf: memoryview) -> int:
         """Fill `buf` (blocks until it is full or the body ends); 0 at the end of the body."""
@@ -239,16 +249,21 @@ class Client:
         if conn is not None:
             conn.close()
 
-    def get(self, url: str, headers: Mapping[str, str]) -> Response:
-        """One GET, no redirect followed. A stale kept-alive connection is retried once on a new one."""
+    def get(self, url: str, headers: Mapping[str, str], method: str = "GET") -> Response:
+        """One request, no redirect followed. A stale kept-alive connection is retried once on a new one. The
+        answer's `waited` is the time from the request sent to its headers (the connection opened before: one round
+        trip and the server's think time, what a piece pays per request)."""
         for _ in range(2):
             key, conn, target, reused = self._connection(url)
             try:
-                conn.request("GET", target, headers={**headers, **self._proxy_headers.get(key, {})})
-                if conn.sock is not None:
-                    with self._lock:
-                        self._socks[key] = conn.sock
+                if conn.sock is None:
+                    conn.connect()
+                with self._lock:
+                    self._socks[key] = conn.sock
+                sent = time.monotonic()
+                conn.request(method, target, headers={**headers, **self._proxy_headers.get(key, {})})
                 resp = conn.getresponse()
+                waited = time.monotonic() - sent
             except ssl.SSLCertVerificationError as exc:
                 self.drop(key)
                 raise Fatal(f"TLS certificate of {where(url)} not trusted: {exc.verify_message}") from None
@@ -260,12 +275,15 @@ class Client:
                 if reused and isinstance(exc, (http.client.RemoteDisconnected, ConnectionError)):
                     continue  # the server closed the idle connection: not a failure of this request
                 raise Retry(f"{describe(exc)} ({where(url)})") from None
-            return Response(self, key, resp, url)
+            answer = Response(self, key, resp, url)
+            answer.waited = waited
+            return answer
         raise Retry(f"connection closed by {where(url)}")
 
-    def open(self, url: str, headers: Mapping[str, str]) -> Response:
-        """GET `url`, following redirects; `Authorization` only ever goes to `url`'s own origin."""
-        first = origin(url)
+    def open(self, url: str, headers: Mapping[str, str], *, home: str | None = None) -> Response:
+        """GET `url`, following redirects; `Authorization` only ever goes to the origin of `home` (default `url`):
+        a signed CDN URL resolved earlier is opened with `home` the Hub's URL, so the token stays with the Hub."""
+        first = origin(home or url)
         for _ in range(MAX_REDIRECTS + 1):
             same = origin(url) == first
             hdrs = {k: v for k, v in headers.items() if same or k.lower() != "authorization"}
@@ -298,8 +316,16 @@ class Client:
             conn.close()
 
 
+SLICE = 64 << 10  # a buffer is filled in reads of at most this, each reported to `heard` as it comes
+
+
 def read_ahead(
-    resp: Response, bufs: Sequence[memoryview], limit: int, poll: float, check: Callable[[], None]
+    resp: Response,
+    bufs: Sequence[memoryview],
+    limit: int,
+    poll: float,
+    check: Callable[[], None],
+    heard: Callable[[int], None] | None = None,
 ) -> Generator[memoryview, None, None]:
     """The body, at most `limit` bytes, as slices of `bufs` in order, read by a helper thread.
 
@@ -307,7 +333,9 @@ def read_ahead(
     a 2-core machine over loopback, a `pwrite` of 1 MiB into the page cache took as long as its `recv`,
     so one stream ran at half speed. The helper fills the next buffer while the caller writes this one;
     a slice stays the caller's until it asks for the next. `check` runs every `poll` seconds of waiting
-    (it raises to stop). A read error is raised here as it came."""
+    (it raises to stop). A read error is raised here as it came, after the bytes that came before it.
+    `heard(n)` is told of every read as it returns (from the helper thread): a rate floor needs the bytes
+    as they come, not as whole buffers (one of 1 MiB takes a minute to fill at 16 KiB/s)."""
     free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
     full: queue.SimpleQueue[tuple[memoryview, int, BaseException | None]] = queue.SimpleQueue()
     for b in bufs:
@@ -319,15 +347,24 @@ def read_ahead(
             buf = free.get()
             if buf is None:
                 return
+            want, got = min(len(buf), left), 0
             try:
-                n = resp.readinto(buf[: min(len(buf), left)])
+                while got < want:
+                    n = resp.readinto(buf[got : min(want, got + SLICE)])
+                    if not n:
+                        break
+                    got += n
+                    if heard is not None:
+                        heard(n)
             except BaseException as exc:  # handed to the caller, which decides
-                full.put((buf, 0, exc))
+                if got:
+                    full.put((buf, got, None))
+                full.put((memoryview(b""), 0, exc))
                 return
-            full.put((buf, n, None))
-            if not n:
+            full.put((buf, got, None))
+            if not got:
                 return
-            left -= n
+            left -= got
         full.put((memoryview(b""), 0, None))
 
     thread = threading.Thread(target=reader, name="gatedfetch-read", daemon=True)
@@ -369,6 +406,30 @@ def drain(resp: Response, limit: int = 64 * 1024) -> None:
     resp.release()
 
 
+def words(resp: Response, limit: int = 4096) -> str:
+    """What an error answer's body says, in one short line: a JSON `error` or `message`, an XML `<Message>` (S3,
+    CloudFront), else its text without tags. Read before `drain`, which then discards the rest."""
+    buf = memoryview(bytearray(limit))
+    got = 0
+    try:
+        while got < limit and (n := resp.readinto(buf[got:])):
+            got += n
+    except (OSError, http.client.HTTPException):
+        pass
+    text = bytes(buf[:got]).decode("utf-8", "replace")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        text = str(doc.get("error") or doc.get("message") or "")
+    else:
+        m = re.search(r"<Message>(.*?)</Message>", text, re.S)
+        text = m.group(1) if m else re.sub(r"<[^>]*>", " ", text)
+    text = " ".join("".join(c for c in text if c.isprintable()).split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def refusal(resp: Response, asked: str) -> Retry | HttpRefused:
     """What a download's answer other than a 200 or 206 means, for the file asked at `asked`: a Retry for what
     another attempt may fix (a CDN's 403 for a signed URL that expired or is bound to another range: a fresh one
@@ -376,7 +437,8 @@ def refusal(resp: Response, asked: str) -> Retry | HttpRefused:
     status, at = resp.status, where(resp.url)
     retry_after = resp.headers.get("retry-after", "").strip()
     if status == 403 and origin(resp.url) != origin(asked):
-        return Retry(f"403 from the CDN {at} (signed URL expired or refused)", fresh_url=True)
+        said = words(resp)
+        return Retry(f"403 from the CDN {at}" + (f' ("{said}")' if said else ""), fresh_url=True, status=403)
     if status in RETRYABLE_STATUS or status >= 500:
         return Retry(
             f"{status} {resp.reason} from {at}".replace("  ", " "),

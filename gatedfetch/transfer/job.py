@@ -21,8 +21,10 @@ from pathlib import Path
 from .. import failures, store
 from ..digest import Digest
 from ..progress import Progress
+from ..settings import current
 from ..store import Flusher, Partial, Piece
-from .segments import PrefixHasher, piece_size, plan
+from .location import Location
+from .segments import PrefixHasher, link_piece, piece_size, plan
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class Job:
         self.work_dir = work_dir
         self.cut = piece_size(rf.size, connections)
         self.progress = progress
+        self.location = Location(rf.url, current().url_margin)  # one /resolve for every piece, while it lasts
+        self.rtt: float | None = None  # the shortest wait for an answer's headers seen: the link's round trip
         self.marker = store.marker_path(work_dir, self.key, rf.path)
         self.lock = store.content_lock(work_dir, self.key)
         self.partial = Partial(store.partial_path(work_dir, self.key), rf.size)
@@ -196,13 +200,49 @@ class Job:
         hasher = self.hasher
         return hasher.hashed if hasher is not None else 0
 
-    def fan_out(self, streams: int) -> None:
-        """PROBE → RANGED: the probe proved ranges work; up to `streams` pieces at once from now on."""
+    def fan_out(self, streams: int, rate: float = 0.0) -> None:
+        """PROBE → RANGED: the probe proved ranges work; up to `streams` pieces at once from now on. The pieces no
+        stream has touched are cut anew for the link the probe saw (`rate` bytes/s on one stream, the round trip
+        `rtt`): longer where each request waits long (segments.link_piece)."""
         with self._cond:
             self._need("fan out", State.PROBE)
             self._go(State.RANGED)
             self._streams = max(1, streams)
+            cut = link_piece(self.cut, self.rf.size, rate, self.rtt)
+            if cut > self.cut:
+                self._recut(cut)
             self._cond.notify_all()
+
+    def widen(self, streams: int) -> None:
+        """A file left to one fast stream whose rate fell: up to `streams` pieces at once again."""
+        with self._cond:
+            if self._state is State.RANGED and self._streams < streams:
+                self._streams = streams
+                self._cond.notify_all()
+
+    @property
+    def narrow(self) -> bool:
+        """Ranged, but left to one stream (its probe was fast)."""
+        return self._state is State.RANGED and self._streams == 1
+
+    def _recut(self, cut: int) -> None:
+        """Cut the untouched tail of the plan (no byte, no stream on any of its pieces) in `cut`-long pieces."""
+        with self._wlock:
+            k = len(self.pieces)
+            while k > 0 and not self.pieces[k - 1].done and id(self.pieces[k - 1]) not in self.inflight:
+                k -= 1
+            if k >= len(self.pieces):
+                return
+            start = self.pieces[k].start
+            tail = [p for p in plan(self.rf.size, [(0, start)] if start else [], cut) if p.start >= start]
+            self.pieces = self.pieces[:k] + tail
+            self.cut = cut
+        self.partial.plan(self.pieces)
+
+    def waited(self, seconds: float) -> None:
+        """An answer's headers came `seconds` after its request (a round trip and the server's think time)."""
+        with self._wlock:
+            self.rtt = seconds if self.rtt is None else min(self.rtt, seconds)
 
     def one_stream(self) -> None:
         """PROBE → SINGLE: keep the bytes on disk; fetch each gap left in one request (the server's ranges

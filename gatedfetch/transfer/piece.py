@@ -1,7 +1,9 @@
 """One request for a piece of a big file, and what its answer means: a `206` for the range asked, a `200` (the
 Range ignored: the file goes on as one stream), another range, no Content-Length, a 416, a CDN's 403 (a signed
-URL that expired or is bound to another range: a fresh one from /resolve, at once), 429 and 5xx (retried), and
-a 4xx for the caller to classify. The pool (fetch.py) schedules the pieces and retries; this judges answers."""
+URL that expired: a fresh one from /resolve, at once; one that a fresh URL gets again is a refusal), 429 and 5xx
+(retried), and a 4xx for the caller to classify. The piece is asked from the file's Location (location.py): one
+/resolve for every piece while its URL lasts. The pool (fetch.py) schedules the pieces and retries; this judges
+answers."""
 
 from __future__ import annotations
 
@@ -27,14 +29,17 @@ def attempt(client: Client, job: Job, piece: Piece, headers: Mapping[str, str], 
     classifies."""
     rf = job.rf
     start = piece.start + piece.done
-    hdrs = dict(headers)
     ranged = start > 0 or piece.end < rf.size
+    used = job.location.get(client, headers)
+    hdrs = dict(headers)
     if ranged:
         hdrs["Range"] = range_header(start, piece.end, rf.size)
-    resp = client.open(rf.url, hdrs)
+    resp = client.open(used.url, hdrs, home=rf.url)
     try:
         status, at = resp.status, where(resp.url)
         if status in (200, 206):
+            job.location.served(used)
+            job.waited(resp.waited)
             encoding = resp.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise Fatal(f"{at} sent the file with Content-Encoding {encoding}, not as is")
@@ -66,7 +71,10 @@ def attempt(client: Client, job: Job, piece: Piece, headers: Mapping[str, str], 
             return piece
         if status == 416 and start and job.on_416():
             return None
-        raise refusal(resp, rf.url)
+        verdict = refusal(resp, rf.url)
+        if isinstance(verdict, Retry) and verdict.fresh_url and not job.location.refused(used):
+            raise Fatal(f"{at} refused {rf.path} with a fresh signed URL from the hub: {verdict.cause}")
+        raise verdict
     finally:
         if resp.status in (200, 206):
             resp.release()  # the connection is kept only when the body was read to its end

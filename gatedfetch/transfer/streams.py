@@ -12,12 +12,13 @@ The numbers behind it:
 * **Start at START = 16** (capped by the ceiling, `--connections`, 64 by default): 16 was the fixed count
   before, enough where each connection gets 50 MB/s (16 x 50 MB/s is more than 2 cores verify and write).
 * **Grow while it pays.** Every settings.stream_sample seconds (0.15 s) the pool reports the bytes that came
-  in and the mean number of busy streams. After each change one sample is skipped (new streams are still
-  asking /resolve and the CDN: two round trips), then WINDOW = 2 samples are averaged (0.3 s: one sample
-  of 64 streams on a 2-core machine swings by +-40 %). An increase from n0 to n1 streams is *kept* when the
-  rate grew by at least GAIN = 0.25 of what the added streams would bring if each ran as fast as the old
-  ones (rate1 - rate0 >= 0.25 x (n1 - n0) x rate0 / n0); then the next one follows. In slow start an
-  increase multiplies the count by GROWTH = 4 (16 -> 64 in one step, 0.45 s after the fan-out: measured on
+  in and the mean number of busy streams. After each change the samples covering ROUND_TRIPS = 3 of the link's
+  round trip are skipped (at least one; new streams are still connecting and asking the CDN: far from the CDN
+  that takes longer than a sample, and latency must not read as "no gain"), then WINDOW = 2 samples are
+  averaged (0.3 s: one sample of 64 streams on a 2-core machine swings by +-40 %). An increase from n0 to n1
+  streams is *kept* when the rate grew by at least GAIN = 0.25 of what the added streams would bring if each
+  ran as fast as the old ones (rate1 - rate0 >= 0.25 x (n1 - n0) x rate0 / n0); then the next one follows. In
+  slow start an increase multiplies the count by GROWTH = 4 (16 -> 64 in one step, 0.45 s after the fan-out: measured on
   a 2-core machine, 10 MB/s per connection, 1 GiB, doubling 16 -> 32 -> 64 cost 1.2x the time of a fixed 64,
   quadrupling 1.06-1.12x), until one goes unrewarded or the Hub objects; from then on each adds STEP = a
   quarter of the count (at least one).
@@ -60,6 +61,7 @@ FAULT_CUT = 0.75
 BUSY = 0.9
 CPU_BUSY = 0.9  # growth stops where the streams would need more than this share of the machine's CPU
 WINDOW = 2
+ROUND_TRIPS = 3  # a change is judged once new streams have had this many round trips
 BUFFER_BUDGET = 48 << 20  # all streams' read buffers together
 MIN_BUFFER = 64 << 10
 
@@ -88,6 +90,7 @@ class Control:
     window: tuple[int, float, float, float] = (0, 0.0, 0.0, 0.0)
     hold_until: float = 0.0  # no increase before this time (the Hub's Retry-After, or after an undone increase)
     cut_at: float = -math.inf  # when the last cut was made: one per sample interval
+    settle: int = 1  # samples skipped after a change: long enough for ROUND_TRIPS of the link's round trip
 
 
 def start(ceiling: int) -> Control:
@@ -104,7 +107,7 @@ def _grow(c: Control, now: float, rate: float, busy: float, cpu: float = 0.0) ->
     if now < c.hold_until or c.target >= top:
         return replace(c, base=None)
     step = c.target * (GROWTH - 1) if c.doubling else max(1, math.ceil(c.target * STEP))
-    return replace(c, target=min(top, c.target + step), base=(busy, rate), skip=1)
+    return replace(c, target=min(top, c.target + step), base=(busy, rate), skip=c.settle)
 
 
 def on_sample(c: Control, now: float, rate: float, busy: float, interval: float, cpu: float = 0.0) -> Control:
@@ -129,8 +132,20 @@ def on_sample(c: Control, now: float, rate: float, busy: float, interval: float,
                 # and wait before trying again, by small steps.
                 worth = n0 + max(0.0, rate - r0) / per
                 back = max(1, min(c.target, math.floor(worth)))
-                return replace(c, target=back, base=None, doubling=False, skip=1, hold_until=now + HOLD * interval)
+                return replace(
+                    c, target=back, base=None, doubling=False, skip=c.settle, hold_until=now + HOLD * interval
+                )
     return _grow(c, now, rate, busy, cpu)
+
+
+def on_round_trip(c: Control, rtt: float, interval: float) -> Control:
+    """The link's round trip is `rtt` seconds (the shortest wait for an answer seen): a change is judged only after
+    ROUND_TRIPS of it, so that streams just added have had time to show their bytes (a far CDN's latency never
+    reads as "no gain")."""
+    settle = max(1, math.ceil(ROUND_TRIPS * rtt / interval)) if interval > 0 else 1
+    if settle == c.settle:
+        return c
+    return replace(c, settle=settle, skip=max(c.skip, settle) if c.base is not None else c.skip)
 
 
 def on_fan_out(c: Control, rate: float) -> Control:
@@ -139,7 +154,7 @@ def on_fan_out(c: Control, rate: float) -> Control:
     not bring 16 times one: the count falls back to what they paid for)."""
     if c.base is not None or not c.doubling or c.target <= 1 or rate <= 0:
         return c
-    return replace(c, base=(1.0, rate), skip=1, window=(0, 0.0, 0.0, 0.0))
+    return replace(c, base=(1.0, rate), skip=c.settle, window=(0, 0.0, 0.0, 0.0))
 
 
 def on_trouble(
@@ -157,7 +172,7 @@ def on_trouble(
         return replace(c, cap=cap, target=min(c.target, cap), hold_until=hold)
     cut = REFUSED_CUT if refused else FAULT_CUT
     target = max(1, min(cap, math.floor(min(busy, c.target) * cut)))
-    return replace(c, target=target, cap=cap, doubling=False, base=None, skip=1, hold_until=hold, cut_at=now)
+    return replace(c, target=target, cap=cap, doubling=False, base=None, skip=c.settle, hold_until=hold, cut_at=now)
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,7 @@ class Steering:
         self._cpu = cpu  # this process's CPU seconds so far (all its threads)
         self._cpu_sampled = cpu()
         self._cores = os.cpu_count() or 1
+        self.per_stream = 0.0  # bytes/s of a busy stream at the last sample (0: not known yet)
 
     @property
     def target(self) -> int:
@@ -224,6 +240,9 @@ class Steering:
         self._account(self._clock())
         self.busy -= 1
 
+    def round_trip(self, rtt: float) -> None:
+        self.control = on_round_trip(self.control, rtt, self.interval)
+
     def fanned_out(self, rate: float) -> None:
         self.control = on_fan_out(self.control, rate)
 
@@ -244,7 +263,10 @@ class Steering:
         self._sampled = (now, got, self._area)
         used, self._cpu_sampled = self._cpu() - self._cpu_sampled, self._cpu()
         share = used / (dt * self._cores)
-        self.control = on_sample(self.control, now, (got - b0) / dt, (self._area - a0) / dt, dt, share)
+        rate, busy = (got - b0) / dt, (self._area - a0) / dt
+        if busy >= 1:
+            self.per_stream = rate / busy
+        self.control = on_sample(self.control, now, rate, busy, dt, share)
 
     def trouble(self, status: int, retry_after: float | None) -> bool:
         """A stream met a refusal (`status` 429, 503) or another fault; True when that stream is now over the
