@@ -54,7 +54,8 @@ BUFFERS = 3  # the first stream's; the others' are smaller when many streams may
 # to retry_after_cap; each stream's timeout) come from gatedfetch.settings.
 PROGRESS_RESET = 1 << 20  # an attempt that took a piece this much further starts a fresh retry budget
 FAST_STREAM = 250e6  # ... and above this many bytes/s one stream is left to fetch the file alone ...
-REVISIT = 1.0  # ... until, over this many seconds, it brings less than half of that: then the others join in
+REVISIT = 1.0  # ... until, over this many seconds, it brings less than ...
+SLOWED = FAST_STREAM / 2  # ... this many bytes/s: then the others join in
 
 
 class _Pool:
@@ -138,15 +139,15 @@ class _Pool:
             raise self.error
 
     def _revisit(self) -> None:
-        """A file left to one fast stream (its probe ran past FAST_STREAM) that now brings less than half of that
-        over REVISIT seconds gets the other streams (a stream that was fast at first may stall for minutes)."""
+        """A file left to one fast stream (its probe ran past FAST_STREAM) that now brings less than SLOWED over
+        REVISIT seconds gets the other streams (a stream that was fast at first may stall for minutes)."""
         now = time.monotonic()
         for job in self.jobs:
             if not job.narrow:
                 continue
             since, fetched = self._narrow.setdefault(id(job), (now, job.fetched))
             if now - since >= REVISIT:
-                if (job.fetched - fetched) / (now - since) < FAST_STREAM / 2:
+                if (job.fetched - fetched) / (now - since) < SLOWED:
                     job.widen(self.connections)
                 self._narrow[id(job)] = (now, job.fetched)
 
