@@ -47,8 +47,8 @@ def hub(big_data: Path) -> Iterator[TestHub]:
 
 @pytest.fixture
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """1 MiB pieces (24 of them, whatever the link), 64 KiB reads, and recorded near-instant backoff (the delays asked are the
-    product's own)."""
+    """1 MiB pieces (24 of them, whatever the link), 64 KiB reads, and recorded near-instant backoff (the delays
+    asked are the product's own)."""
     sleeps: list[float] = []
     settings.use(settings.Settings())
 

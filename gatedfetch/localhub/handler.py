@@ -29,6 +29,7 @@ class HubState(Protocol):
     lock: threading.Lock
     stopping: threading.Event
     extra_routes: dict[str, Callable[[Any, str, list[str]], None]]
+    requests: list[Req]
 
     def record(self, req: Req) -> None: ...
     def take_fault(self, server: str, method: str, target: str) -> Fault | None: ...
