@@ -15,6 +15,10 @@ Starts the local hub (`python -m gatedfetch.localhub`) with a big model.pth, onc
             count), `setup.sh --connections 64` and `aria2c -x16 -s16` (no hf or curl: one stream, minutes);
   limited   as slow, and the CDN answers 429 (Retry-After: 1) on a client's connections beyond 8: setup.sh
             only; reports the streams it ended with (its --json).
+  far       a user in Finland: the Hub's API answers 120 ms away, the CDN edge 10 ms, 50 MB/s per connection,
+            signed URLs expiring after 20 s; model.pth is --slow-size-mb. setup.sh, `hf download` and
+            `aria2c -x16` fed one resolved URL (asked anew before each run); the /resolve requests per file.
+  distant   as far, every answer 150 ms away (the CDN too), URLs good for an hour.
 On loopback and capped, each round alternates:
   setup.sh  the full flow (token, whoami, access check, verified download of every file) into a fresh folder
   hf        `hf download fishaudio/openaudio-s1-mini --local-dir …` (huggingface_hub's CLI, plain HTTP: the
@@ -50,7 +54,9 @@ sys.path.insert(0, str(ROOT))
 MODEL = "fishaudio/openaudio-s1-mini"
 # MB/s per connection, ms per answer, the CDN's limit of connections per client (0: none)
 LINKS = {"loopback": (0.0, 0, 0), "capped": (50.0, 20, 0), "slow": (10.0, 20, 0), "limited": (10.0, 20, 8),
-         "many": (0.0, 20, 0), "fresh": (0.0, 0, 0)}
+         "many": (0.0, 20, 0), "fresh": (0.0, 0, 0), "far": (50.0, 120, 0), "distant": (50.0, 150, 0)}
+# Far from the Hub: ms per answer of the CDN (its edge is near while the Hub's API is far), seconds a signed URL lasts
+FAR = {"far": (10, 20.0), "distant": (150, 3600.0)}
 
 # Runs a command and prints the peak RSS (KiB) of its largest descendant as the last stderr line.
 RSS_WRAPPER = (
@@ -94,11 +100,12 @@ def ensure_aria2c() -> str | None:
 
 
 def start_hub(
-    size: int, data_dir: Path, mbps: float, delay_ms: int, max_connections: int = 0, small_files: int = 0
+    size: int, data_dir: Path, mbps: float, delay_ms: int, max_connections: int = 0, small_files: int = 0,
+    cdn_delay_ms: int = -1, url_ttl: float = 3600.0,
 ) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     argv = [sys.executable, "-m", "gatedfetch.localhub", "--big-size", str(size), "--data-dir", str(data_dir),
             "--throttle-mbps", str(mbps), "--delay-ms", str(delay_ms), "--max-connections", str(max_connections),
-            "--small-files", str(small_files)]
+            "--small-files", str(small_files), "--cdn-delay-ms", str(cdn_delay_ms), "--url-ttl", str(url_ttl)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -120,6 +127,17 @@ def cdn_url_of(hub_url: str, token: str) -> str:
     if not location:
         raise SystemExit("the hub did not redirect model.pth to its CDN")
     return location
+
+
+def resolves(hub_url: str) -> int:
+    """The /resolve requests (HEAD or GET) for model.pth the hub has seen so far."""
+    import urllib.request
+
+    req = urllib.request.Request(f"{hub_url}/_test/requests", data=b"{}", method="POST")
+    with urllib.request.urlopen(req, timeout=10) as answer:
+        asked = json.load(answer)["requests"]
+    return sum(1 for q in asked
+               if q["server"] == "hub" and "/resolve/" in q["path"] and q["path"].endswith("model.pth"))
 
 
 def median(xs: list[float]) -> float:
@@ -227,15 +245,16 @@ def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, s
     if name == "many":
         return run_many(args, work, tools)
     mbps, delay, limit = LINKS[name]
-    size = (args.slow_size_mb if name in ("slow", "limited") else args.size_mb) * 1024 * 1024
-    hub, info = start_hub(size, work / f"hub-{name}", mbps, delay, limit)
+    size = (args.slow_size_mb if name in ("slow", "limited", *FAR) else args.size_mb) * 1024 * 1024
+    cdn_delay, ttl = FAR.get(name, (-1, 3600.0))
+    hub, info = start_hub(size, work / f"hub-{name}", mbps, delay, limit, cdn_delay_ms=cdn_delay, url_ttl=ttl)
     try:
         home = work / f"home-{name}"
         env = bench_env(home, info)
         tokens = info["tokens"]
         assert isinstance(tokens, dict)
-        cdn = cdn_url_of(str(info["url"]), str(tokens["accepted_read"]))
         runs: dict[str, list[tuple[float, float]]] = {"setup.sh": []}
+        asked: list[int] = []  # /resolve requests for model.pth per setup.sh run
         if name in ("slow",):
             runs["setup.sh --connections 64"] = []
             if "aria2c" in tools:
@@ -244,6 +263,10 @@ def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, s
             runs.update({"hf download": [], "curl": []})
             if "aria2c" in tools:
                 runs["aria2c -x8"] = []
+        elif name in FAR:
+            runs["hf download"] = []
+            if "aria2c" in tools:
+                runs["aria2c -x16"] = []
         used: list[str] = []  # setup.sh's --json documents: the streams it used
         for i in range(args.rounds):
             for tool in runs:
@@ -255,12 +278,17 @@ def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, s
                     argv = [tools["hf"], "download", MODEL, "--local-dir", str(target)]
                 elif tool == "curl":
                     target.mkdir()
+                    cdn = cdn_url_of(str(info["url"]), str(tokens["accepted_read"]))  # fresh: URLs expire
                     argv = [tools["curl"], "-s", "-f", "-o", str(target / "model.pth"), cdn]
                 else:
                     x = tool.split("-x")[1]
+                    cdn = cdn_url_of(str(info["url"]), str(tokens["accepted_read"]))
                     argv = [tools["aria2c"], "-q", f"-x{x}", f"-s{x}", "-k1M", "--file-allocation=none",
                             "--allow-overwrite=true", "-d", str(target), "-o", "model.pth", cdn]
+                before = resolves(str(info["url"])) if tool == "setup.sh" else 0
                 runs[tool].append(timed(argv, env, used if tool == "setup.sh" else None))
+                if tool == "setup.sh":
+                    asked.append(resolves(str(info["url"])) - before)
                 shutil.rmtree(target, ignore_errors=True)
                 shutil.rmtree(home / "hfhome" / "hub", ignore_errors=True)
         s = median([t for t, _ in runs["setup.sh"]])
@@ -285,11 +313,15 @@ def run_link(name: str, args: argparse.Namespace, work: Path, tools: dict[str, s
                 lines.append(f"setup.sh / aria2c -x16: {ratio['aria2c -x16']:.2f}× (target ≤ 0.5)")
             lines.append(f"setup.sh / setup.sh --connections 64: {ratio['setup.sh --connections 64']:.2f}× "
                          "(target ≤ 1.15)")
+        lines.append("setup.sh /resolve requests for model.pth: " + ", ".join(str(n) for n in asked))
+        if name in FAR:
+            if "aria2c -x16" in ratio:
+                lines.append(f"setup.sh / aria2c -x16: {ratio['aria2c -x16']:.2f}× (target ≤ 1.0)")
         if name == "limited":
             lines.append(f"setup.sh ended with at most {max(s.get('final', 0) for s in streams)} streams "
                          f"(target ≤ {limit})")
         if name == "loopback":
-            lines.append(f"setup.sh / hf download: {ratio['hf download']:.2f}× (target ≤ 0.67)")
+            lines.append(f"setup.sh / hf download: {ratio['hf download']:.2f}× (target ≤ 0.8)")
             lines.append(f"setup.sh / curl: {ratio['curl']:.2f}× (target ≤ 1.5)")
         others = ", ".join(f"{t} {r:.2f}×" for t, r in ratio.items())
         if others:
@@ -351,10 +383,11 @@ def kill_and_resume(target: Path, env: dict[str, str], size: int) -> tuple[int, 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=500, help="size of model.pth in MiB")
-    ap.add_argument("--slow-size-mb", type=int, default=1024, help="size of model.pth in MiB on slow and limited")
+    ap.add_argument("--slow-size-mb", type=int, default=1024,
+                    help="size of model.pth in MiB on slow, limited, far and distant")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--links", default="fresh,loopback,capped,slow,limited,many",
-                    help="comma-separated: fresh, loopback, capped, slow, limited, many")
+    ap.add_argument("--links", default="fresh,loopback,capped,slow,limited,many,far,distant",
+                    help="comma-separated: fresh, loopback, capped, slow, limited, many, far, distant")
     ap.add_argument("--small-files", type=int, default=3000, help="small files beside the model on the `many` link")
     ap.add_argument("--out", default=str(ROOT / "bench-out"))
     args = ap.parse_args()

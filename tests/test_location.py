@@ -90,16 +90,16 @@ def test_a_hub_that_serves_the_bytes_itself_is_asked_directly(hub: TestHub) -> N
 
 @pytest.mark.parametrize(("rate", "rtt", "want"), [
     (50e6, 0.010, 5 * MiB),  # a near CDN edge: 4.5 MB rounds up to 5 MiB
-    (50e6, 0.150, 64 * MiB),  # 150 ms away: 67.5 MB, held to MAX_PIECE
+    (50e6, 0.150, 64 * MiB),  # 150 ms away: 67.5 MB, held to MAX_PIECE (a 4 GiB file)
     (1e9, 0.0003, 4 * MiB),  # loopback: the default stands
     (50e6, None, 4 * MiB),  # no round trip measured yet
 ])
 def test_pieces_are_long_enough_that_a_round_trip_costs_a_tenth(rate: float, rtt: float | None, want: int) -> None:
-    assert segments.link_piece(4 * MiB, 1 << 30, rate, rtt) == want
+    assert segments.link_piece(4 * MiB, 4 << 30, rate, rtt) == want
 
 
-def test_a_piece_sized_from_the_link_leaves_work_for_eight_streams() -> None:
-    assert segments.link_piece(4 * MiB, 100 * MiB, 50e6, 0.150) == 13 * MiB
+def test_a_piece_sized_from_the_link_leaves_sixty_four_pieces() -> None:
+    assert segments.link_piece(4 * MiB, 1 << 30, 50e6, 0.150) == 16 * MiB
 
 
 def test_after_a_change_the_controller_waits_three_round_trips_before_judging() -> None:

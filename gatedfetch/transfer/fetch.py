@@ -299,7 +299,7 @@ class _Pool:
             while item.result is None:
                 self.check_cancel()
                 try:
-                    item.result = fetch_small(client, item.rf, self.headers, item.dest, self.work_dir)
+                    item.result = fetch_small(client, item.rf, self.headers, item.dest, self.work_dir, self.heard)
                 except Fatal as exc:
                     raise failures.hub_unreachable(self.endpoint, str(exc)) from None
                 except Retry as exc:

@@ -5,13 +5,13 @@ thread: the per-file work a big file needs costs a small one more than its bytes
 from __future__ import annotations
 
 import http.client
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import failures, store
 from ..digest import Digest
-from .http import Client, Fatal, Retry, describe, drain, refusal, where
+from .http import SLICE, Client, Fatal, Retry, describe, drain, refusal, where
 from .job import FileResult, RemoteFile, content_key
 
 
@@ -24,10 +24,14 @@ class SmallFile:
     result: FileResult | None = None
 
 
-def fetch_small(client: Client, rf: RemoteFile, headers: Mapping[str, str], dest: Path, work_dir: Path) -> FileResult:
+def fetch_small(
+    client: Client, rf: RemoteFile, headers: Mapping[str, str], dest: Path, work_dir: Path,
+    heard: Callable[[], None] = lambda: None,
+) -> FileResult:
     """One attempt: fetch, verify and land `rf`. Raises Retry for what another attempt may fix, HttpRefused for
-    a 4xx the caller classifies, Fatal, or the integrity / disk failure."""
-    body = _get(client, rf, headers) if rf.size else b""
+    a 4xx the caller classifies, Fatal, or the integrity / disk failure. `heard()` is called as bytes come (the
+    run's silence watchdog: a small file on a slow link takes a while too)."""
+    body = _get(client, rf, headers, heard) if rf.size else b""
     digest = Digest(rf.size, rf.sha256, rf.blob_sha1)
     digest.update(body)
     mismatch = digest.mismatch()
@@ -37,7 +41,7 @@ def fetch_small(client: Client, rf: RemoteFile, headers: Mapping[str, str], dest
     return FileResult(rf.path, rf.size, digest.sha256.hexdigest(), digest.checked, rf.size, 0)
 
 
-def _get(client: Client, rf: RemoteFile, headers: Mapping[str, str]) -> memoryview:
+def _get(client: Client, rf: RemoteFile, headers: Mapping[str, str], heard: Callable[[], None]) -> memoryview:
     """The whole body, exactly `rf.size` bytes."""
     resp = client.open(rf.url, headers)
     try:
@@ -53,8 +57,9 @@ def _get(client: Client, rf: RemoteFile, headers: Mapping[str, str]) -> memoryvi
             buf = memoryview(bytearray(rf.size + 1))
             got = 0
             try:
-                while got <= rf.size and (n := resp.readinto(buf[got:])):
+                while got <= rf.size and (n := resp.readinto(buf[got : got + SLICE])):
                     got += n
+                    heard()
             except (OSError, http.client.HTTPException) as exc:
                 raise Retry(f"{describe(exc)} after {got} of {rf.size} bytes ({at})") from None
             if got > rf.size:

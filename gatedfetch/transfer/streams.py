@@ -280,4 +280,6 @@ class Steering:
     def usage(self) -> Usage:
         self._account(self._clock())
         mean = self._area / self._busy_time if self._busy_time > 0 else float(self._max)
-        return Usage(self._max, mean, self.control.target)
+        # One owner, in order by construction: the count allowed at the end is no more than ever ran at once (a count
+        # allowed but never filled, at the tail of the last file, was not used), the mean no more than the most.
+        return Usage(self._max, min(mean, float(self._max)), min(self.control.target, self._max))
