@@ -14,7 +14,8 @@ from filelock import FileLock
 from gatedfetch import failures, store
 from gatedfetch.progress import make_progress
 from gatedfetch.store import Piece
-from gatedfetch.transfer.job import _NEXT, Job, RemoteFile, State, WrongState
+from gatedfetch.transfer.job import _NEXT, Job, State, WrongState
+from gatedfetch.transfer.records import RemoteFile
 
 MiB = 1 << 20
 BIG = 16 * MiB  # cut in 4 pieces of 4 MiB over 4 streams

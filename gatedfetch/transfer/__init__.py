@@ -8,9 +8,13 @@ Xet path runs only when a server advertises Xet and checks no sha256 either, whi
 every file over `/resolve` (a redirect to its CDN, with Range), so that is the one path here.
 
   http       the one transport: keep-alive connections, redirects, the token only to the Hub
-  segments   how a file is cut into pieces; the hash that follows the contiguous prefix
+  location   one HEAD /resolve per file: its signed CDN URL for every piece, until it expires
+  segments   how a file is cut into pieces (sized from the link); the hash that follows the contiguous prefix
   job        one file being fetched: lock, partial, pieces, hash, state; its verification
   streams    how many streams fetch at once: grown while the rate grows, cut on refusals and faults
+  watch      the rate floor of an answer and the run's silence: never stuck
+  body       an answer's bytes into a piece, read ahead; retry: backoff and the end of the attempts
+  records    RemoteFile, FileResult, Cancelled
   fetch      the pool of streams across files and pieces, the retry loop of one piece
 
 The bytes on disk (partials, piece records, locks, markers, the move into place) are gatedfetch.store's.
@@ -23,14 +27,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .fetch import fetch_all
     from .http import HttpRefused
-    from .job import Cancelled, FileResult, RemoteFile, content_key
+    from .records import Cancelled, FileResult, RemoteFile, content_key
     from .streams import Usage
 
-_WHERE = {"fetch_all": "fetch", "HttpRefused": "http", "Cancelled": "job", "FileResult": "job", "RemoteFile": "job",
-          "content_key": "job", "Usage": "streams"}
+_WHERE = {"fetch_all": "fetch", "HttpRefused": "http", "Cancelled": "records", "FileResult": "records",
+          "RemoteFile": "records", "content_key": "records", "Usage": "streams"}
 
 
-_MODULES = ("fetch", "http", "job", "piece", "segments", "small", "streams")
+_MODULES = ("body", "fetch", "http", "job", "location", "piece", "records", "retry", "segments", "small", "streams",
+            "watch")
 
 
 def __getattr__(name: str) -> Any:

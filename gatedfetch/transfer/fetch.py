@@ -42,8 +42,9 @@ from ..store import Piece
 from . import retry, streams
 from .body import POLL, read_body
 from .http import Client, Fatal, Retry
-from .job import Cancelled, FileResult, Job, RemoteFile
+from .job import Job
 from .piece import attempt
+from .records import Cancelled, FileResult, RemoteFile
 from .small import SmallFile, fetch_small
 from .streams import Usage
 from .watch import FLOOR_SHARE, Silence, Verdict

@@ -18,14 +18,13 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import queue
 import re
 import socket
 import ssl
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from urllib.parse import unquote, urljoin, urlsplit
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -314,81 +313,6 @@ class Client:
             self._socks.clear()
         for conn in conns:
             conn.close()
-
-
-SLICE = 64 << 10  # a buffer is filled in reads of at most this, each reported to `heard` as it comes
-
-
-def read_ahead(
-    resp: Response,
-    bufs: Sequence[memoryview],
-    limit: int,
-    poll: float,
-    check: Callable[[], None],
-    heard: Callable[[int], None] | None = None,
-) -> Generator[memoryview, None, None]:
-    """The body, at most `limit` bytes, as slices of `bufs` in order, read by a helper thread.
-
-    One thread that reads a buffer, then writes it, leaves the socket idle while it writes: measured on
-    a 2-core machine over loopback, a `pwrite` of 1 MiB into the page cache took as long as its `recv`,
-    so one stream ran at half speed. The helper fills the next buffer while the caller writes this one;
-    a slice stays the caller's until it asks for the next. `check` runs every `poll` seconds of waiting
-    (it raises to stop). A read error is raised here as it came, after the bytes that came before it.
-    `heard(n)` is told of every read as it returns (from the helper thread): a rate floor needs the bytes
-    as they come, not as whole buffers (one of 1 MiB takes a minute to fill at 16 KiB/s)."""
-    free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
-    full: queue.SimpleQueue[tuple[memoryview, int, BaseException | None]] = queue.SimpleQueue()
-    for b in bufs:
-        free.put(b)
-
-    def reader() -> None:
-        left = limit
-        while left > 0:
-            buf = free.get()
-            if buf is None:
-                return
-            want, got = min(len(buf), left), 0
-            try:
-                while got < want:
-                    n = resp.readinto(buf[got : min(want, got + SLICE)])
-                    if not n:
-                        break
-                    got += n
-                    if heard is not None:
-                        heard(n)
-            except BaseException as exc:  # handed to the caller, which decides
-                if got:
-                    full.put((buf, got, None))
-                full.put((memoryview(b""), 0, exc))
-                return
-            full.put((buf, got, None))
-            if not got:
-                return
-            left -= got
-        full.put((memoryview(b""), 0, None))
-
-    thread = threading.Thread(target=reader, name="gatedfetch-read", daemon=True)
-    thread.start()
-    ended = False
-    try:
-        while True:
-            try:
-                buf, n, exc = full.get(timeout=poll)
-            except queue.Empty:
-                check()
-                continue
-            if exc is not None:
-                raise exc
-            if not n:
-                ended = True  # the reader is done with the connection, which may serve the next request
-                return
-            yield buf[:n]
-            free.put(buf)
-    finally:
-        free.put(None)
-        if not ended:
-            resp.abort()  # the reader may be blocked in a read: make it return
-        thread.join()
 
 
 def drain(resp: Response, limit: int = 64 * 1024) -> None:

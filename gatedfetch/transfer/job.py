@@ -14,7 +14,6 @@ the pool already holds it when it asks `activate`, `take` and `ready_to_finish`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -24,36 +23,8 @@ from ..progress import Progress
 from ..settings import current
 from ..store import Flusher, Partial, Piece
 from .location import Location
-from .segments import PrefixHasher, link_piece, piece_size, plan
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    path: str  # posix path inside the repo, e.g. "model.pth"
-    size: int  # expected size in bytes
-    url: str  # the resolve URL (built by the caller)
-    sha256: str | None  # expected sha256 (LFS oid) when the Hub gives one
-    blob_sha1: str | None  # expected git blob sha1 for regular files
-
-
-@dataclass
-class FileResult:
-    path: str
-    size: int
-    sha256: str  # sha256 of the content (always computed)
-    verified: bool  # True when checked against sha256 or blob_sha1 from the Hub
-    fetched_bytes: int  # bytes received over the network in this run
-    resumed_from: int  # bytes reused from a partial file of an earlier run
-    notes: tuple[str, ...] = ()  # warnings for the user (the file is good)
-    source: str = ""  # when another run put the file in place meanwhile: where it got the bytes (else "")
-
-
-class Cancelled(Exception):
-    """The transfer was stopped because another file failed or the user interrupted."""
-
-
-def content_key(rf: RemoteFile) -> str:
-    return store.content_key(rf.sha256, rf.blob_sha1, rf.url, rf.size)
+from .records import Cancelled, FileResult, RemoteFile, content_key
+from .segments import PrefixHasher, link_piece, piece_size, plan, recut
 
 
 class State(Enum):
@@ -228,15 +199,10 @@ class Job:
     def _recut(self, cut: int) -> None:
         """Cut the untouched tail of the plan (no byte, no stream on any of its pieces) in `cut`-long pieces."""
         with self._wlock:
-            k = len(self.pieces)
-            while k > 0 and not self.pieces[k - 1].done and id(self.pieces[k - 1]) not in self.inflight:
-                k -= 1
-            if k >= len(self.pieces):
+            pieces = recut(self.pieces, self.inflight, self.rf.size, cut)
+            if pieces is None:
                 return
-            start = self.pieces[k].start
-            tail = [p for p in plan(self.rf.size, [(0, start)] if start else [], cut) if p.start >= start]
-            self.pieces = self.pieces[:k] + tail
-            self.cut = cut
+            self.pieces, self.cut = pieces, cut
         self.partial.plan(self.pieces)
 
     def waited(self, seconds: float) -> None:

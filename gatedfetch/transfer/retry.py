@@ -9,7 +9,7 @@ import threading
 from .. import failures
 from ..settings import current
 from .http import Retry
-from .job import Cancelled
+from .records import Cancelled
 
 
 def _sleep(seconds: float, cancel: threading.Event) -> None:

@@ -75,6 +75,18 @@ def plan(size: int, done: list[tuple[int, int]], cut: int) -> list[Piece]:
     return pieces
 
 
+def recut(pieces: list[Piece], held: set[int], size: int, cut: int) -> list[Piece] | None:
+    """`pieces` with their untouched tail (no byte, none of them `held`: ids of pieces a stream holds) cut anew in
+    `cut`-long pieces; None when there is no such tail. The pieces before it are kept as they are."""
+    k = len(pieces)
+    while k > 0 and not pieces[k - 1].done and id(pieces[k - 1]) not in held:
+        k -= 1
+    if k >= len(pieces):
+        return None
+    start = pieces[k].start
+    return pieces[:k] + [p for p in plan(size, [(0, start)] if start else [], cut) if p.start >= start]
+
+
 class PrefixHasher:
     """A `Digest` over a file's bytes in order, in its own thread.
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from .. import failures, store
 from ..digest import Digest
-from .http import SLICE, Client, Fatal, Retry, describe, drain, refusal, where
-from .job import FileResult, RemoteFile, content_key
+from .body import SLICE
+from .http import Client, Fatal, Retry, describe, drain, refusal, where
+from .records import FileResult, RemoteFile, content_key
 
 
 @dataclass
