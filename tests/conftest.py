@@ -244,6 +244,16 @@ def hub_content(hub: TestHub, revision: str = "main") -> dict[str, bytes]:
     return {p: f.data_path.read_bytes() for p, f in hub.repo(MODEL).files(revision).items()}
 
 
+class Clock:
+    """A clock the test moves by hand (`clock.now += 5`): for the bounds that take an injected clock."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def assert_no_secret(secret: str, *texts: str) -> None:
     """The whole token and any 10 consecutive characters of it are absent."""
     for text in texts:

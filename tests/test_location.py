@@ -13,18 +13,11 @@ from gatedfetch.localhub import MODEL, TOKENS
 from gatedfetch.transfer import segments, streams
 from gatedfetch.transfer.http import Client
 from gatedfetch.transfer.location import Location, expires_in
+from tests.conftest import Clock
 from tests.jobs_hub import TestHub
 
 HEADERS = {"authorization": f"Bearer {TOKENS['accepted_read']}", "Accept-Encoding": "identity"}
 MiB = 1 << 20
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -21,20 +21,12 @@ from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer.http import Retry
 from gatedfetch.transfer.job import Job
 from gatedfetch.transfer.watch import Pace, Silence
-from tests.conftest import MODEL, Env
+from tests.conftest import MODEL, Clock, Env
 from tests.jobs_hub import TestHub
 
 BIG = 8 * 1024 * 1024 + 99
 TOKEN = TOKENS["accepted_read"]
 MiB = 1 << 20
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # --- the bounds, pure ---------------------------------------------------------------------------
