@@ -17,6 +17,7 @@ import pytest
 
 from gatedfetch import settings
 from gatedfetch.localhub import TOKENS, default_world
+from gatedfetch.transfer import RemoteFile
 from tests.jobs_hub import TestHub
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,15 +74,52 @@ class Result:
         return doc
 
 
+HUB_BIG_SIZE = 3 * 1024 * 1024
+_BIG_DATA: dict[int, Path] = {}  # the hub's files for other sizes of model.pth, per worker
+
+
 @pytest.fixture(scope="session")
 def hub_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hubdata")
 
 
 @pytest.fixture
-def hub(hub_data: Path) -> Iterator[TestHub]:
-    with TestHub(default_world(data_dir=hub_data, big_size=3 * 1024 * 1024)) as h:
+def hub(hub_data: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestHub]:
+    """The local hub, its model.pth 3 MiB, or HUB_BIG_SIZE bytes where the test module names that size (its files
+    are written once per size and worker)."""
+    size = getattr(request.module, "HUB_BIG_SIZE", HUB_BIG_SIZE)
+    data = hub_data if size == HUB_BIG_SIZE else _BIG_DATA.get(size)
+    if data is None:
+        data = _BIG_DATA[size] = tmp_path_factory.mktemp(f"hubdata-{size}")
+    with TestHub(default_world(data_dir=data, big_size=size)) as h:
         yield h
+
+
+def model_remote(hub: TestHub) -> RemoteFile:
+    """model.pth as the transfer is given it: its /resolve URL at the hub's commit, its sha256."""
+    spec = hub.repo(MODEL).files()["model.pth"]
+    url = f"{hub.url}/{MODEL}/resolve/{hub.repo(MODEL).commit()}/model.pth"
+    return RemoteFile("model.pth", spec.size, url, spec.sha256, None)
+
+
+def pieces_held_at_each_take(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets, each time a stream asks a file for a piece, how many of its pieces streams then hold."""
+    from gatedfetch.transfer.job import Job
+
+    seen: list[int] = []
+    take = Job.take
+
+    def watch(self: Job) -> object:
+        piece = take(self)
+        seen.append(len(self.inflight))
+        return piece
+
+    monkeypatch.setattr(Job, "take", watch)
+    return seen
+
+
+def model_bytes(hub: TestHub) -> bytes:
+    return hub.repo(MODEL).files()["model.pth"].data_path.read_bytes()
 
 
 def copy_project(dest: Path) -> Path:

@@ -7,24 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gatedfetch import failures, settings
-from gatedfetch.localhub import TOKENS, default_world
+from gatedfetch.localhub import TOKENS
 from gatedfetch.progress import make_progress
 from gatedfetch.store import bytes_on_disk
-from gatedfetch.transfer import FileResult, RemoteFile, fetch_all, segments
+from gatedfetch.transfer import FileResult, fetch_all, segments
 from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer.http import Retry
-from gatedfetch.transfer.job import Job
 from gatedfetch.transfer.watch import Pace, Silence
-from tests.conftest import MODEL, Clock, Env
+from tests.conftest import Clock, Env, model_bytes, model_remote, pieces_held_at_each_take
 from tests.jobs_hub import TestHub
 
-BIG = 8 * 1024 * 1024 + 99
+BIG = HUB_BIG_SIZE = 8 * 1024 * 1024 + 99
 TOKEN = TOKENS["accepted_read"]
 MiB = 1 << 20
 
@@ -84,17 +82,6 @@ def test_silence_counts_only_while_a_stream_waits_and_a_byte_resets_it() -> None
 # --- the pool against the local hub -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def big_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("stuckhub")
-
-
-@pytest.fixture
-def hub(big_data: Path) -> Iterator[TestHub]:
-    with TestHub(default_world(data_dir=big_data, big_size=BIG)) as h:
-        yield h
-
-
 @pytest.fixture
 def short(monkeypatch: pytest.MonkeyPatch) -> None:
     """1 MiB pieces, quick bounds: a floor over 0.3 s, a line after 0.2 s of silence, the end after 1 s."""
@@ -107,20 +94,10 @@ def short(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fetch_mod, "FAST_STREAM", float("inf"))
 
 
-def remote(hub: TestHub) -> RemoteFile:
-    spec = hub.repo(MODEL).files()["model.pth"]
-    url = f"{hub.url}/{MODEL}/resolve/{hub.repo(MODEL).commit()}/model.pth"
-    return RemoteFile("model.pth", spec.size, url, spec.sha256, None)
-
-
 def fetch(hub: TestHub, out: Path, said: list[str] | None = None, **kw: object) -> FileResult:
-    return fetch_all([remote(hub)], out, out / ".gatedfetch", {"authorization": f"Bearer {TOKEN}"},
+    return fetch_all([model_remote(hub)], out, out / ".gatedfetch", {"authorization": f"Bearer {TOKEN}"},
                      progress=make_progress("quiet"), endpoint=hub.url,
                      say=(said if said is not None else []).append, **kw)[0]  # type: ignore[arg-type]
-
-
-def content(hub: TestHub) -> bytes:
-    return hub.repo(MODEL).files()["model.pth"].data_path.read_bytes()
 
 
 def struck(hub: TestHub, kind: str) -> list[int]:
@@ -133,11 +110,11 @@ def test_a_piece_that_trickles_is_cut_and_the_file_completes(hub: TestHub, tmp_p
     hub.add_fault("model.pth", server="cdn", slow_after=300_000, after=2, times=1)  # a sick edge, mid-file
     started = time.monotonic()
     r = fetch(hub, tmp_path)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     (sent,) = struck(hub, "slow_after")
     assert 300_000 <= sent < 300_000 + 100  # it trickled, then was cut: a few bytes, not the piece
     assert time.monotonic() - started < 30
-    assert hub.bytes_sent("model.pth") + hub.bytes_sent(remote(hub).sha256 or "") <= 2 * BIG
+    assert hub.bytes_sent("model.pth") + hub.bytes_sent(model_remote(hub).sha256 or "") <= 2 * BIG
 
 
 def test_a_fast_lone_stream_that_stalls_gets_the_others(
@@ -147,20 +124,12 @@ def test_a_fast_lone_stream_that_stalls_gets_the_others(
     monkeypatch.setattr(fetch_mod, "FAST_STREAM", 0.0)  # the first stream counts as fast: it is left alone ...
     monkeypatch.setattr(fetch_mod, "REVISIT", 0.2)
     monkeypatch.setattr(fetch_mod, "SLOWED", 1e6)
-    seen: list[int] = []
-    take = Job.take
-
-    def watch(self: Job) -> object:
-        piece = take(self)
-        seen.append(len(self.inflight))
-        return piece
-
-    monkeypatch.setattr(Job, "take", watch)
+    seen = pieces_held_at_each_take(monkeypatch)
     hub.settings.throttle_bps = 200_000  # ... and then runs at 200 kB/s: far below a fast stream
     hub.add_fault("model.pth", server="cdn", slow_after=150_000, after=1, times=1)
     started = time.monotonic()
     r = fetch(hub, tmp_path, connections=8)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     assert max(seen) >= 4  # the others joined in
     assert struck(hub, "slow_after")
     assert time.monotonic() - started < 30
@@ -179,7 +148,7 @@ def test_a_network_gone_black_ends_the_run_with_lines_and_the_next_run_resumes(
     assert struck(hub, "freeze_after") == [MiB // 2]
     assert len(struck(hub, "silent")) >= 1  # the connections were dropped and asked anew
     assert said and all("still trying" in line and "model.pth" in line for line in said)
-    kept = bytes_on_disk(tmp_path / ".gatedfetch", remote(hub).sha256 or "", BIG)
+    kept = bytes_on_disk(tmp_path / ".gatedfetch", model_remote(hub).sha256 or "", BIG)
     assert kept >= MiB // 2
     hub.clear_faults()
     r = fetch(hub, tmp_path)

@@ -14,35 +14,22 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gatedfetch import failures, settings
-from gatedfetch.localhub import TOKENS, default_world
+from gatedfetch.localhub import TOKENS
 from gatedfetch.progress import make_progress
 from gatedfetch.store import bytes_on_disk
-from gatedfetch.transfer import FileResult, RemoteFile, Usage, fetch_all, segments, streams
+from gatedfetch.transfer import FileResult, Usage, fetch_all, segments, streams
 from gatedfetch.transfer import fetch as fetch_mod
 from gatedfetch.transfer import retry as retry_mod
-from gatedfetch.transfer.job import Job
-from tests.conftest import MODEL, Env
+from tests.conftest import MODEL, Env, model_bytes, model_remote, pieces_held_at_each_take
 from tests.jobs_hub import TestHub
 
-BIG = 24 * 1024 * 1024 + 4321  # 6 pieces at the default minimum piece size, 24 at 1 MiB
+BIG = HUB_BIG_SIZE = 24 * 1024 * 1024 + 4321  # 6 pieces at the default minimum piece size, 24 at 1 MiB
 TOKEN = TOKENS["accepted_read"]
-
-
-@pytest.fixture(scope="module")
-def big_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("bighub")
-
-
-@pytest.fixture
-def hub(big_data: Path) -> Iterator[TestHub]:
-    with TestHub(default_world(data_dir=big_data, big_size=BIG)) as h:
-        yield h
 
 
 @pytest.fixture
@@ -64,21 +51,11 @@ def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return sleeps
 
 
-def remote(hub: TestHub) -> RemoteFile:
-    spec = hub.repo(MODEL).files()["model.pth"]
-    url = f"{hub.url}/{MODEL}/resolve/{hub.repo(MODEL).commit()}/model.pth"
-    return RemoteFile("model.pth", spec.size, url, spec.sha256, None)
-
-
 def fetch(hub: TestHub, out: Path, **kw: object) -> FileResult:
-    rf = remote(hub)
+    rf = model_remote(hub)
     kw.setdefault("progress", make_progress("quiet"))
     return fetch_all([rf], out, out / ".gatedfetch", {"authorization": f"Bearer {TOKEN}"},
                      endpoint=hub.url, **kw)[0]  # type: ignore[arg-type]
-
-
-def content(hub: TestHub) -> bytes:
-    return hub.repo(MODEL).files()["model.pth"].data_path.read_bytes()
 
 
 def cdn_gets(hub: TestHub) -> list[tuple[str | None, int]]:
@@ -103,7 +80,7 @@ def resolve_heads(hub: TestHub) -> list[str | None]:
 def test_one_resolve_without_range_serves_every_piece(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
     r = fetch(hub, tmp_path)
     assert r.verified and r.fetched_bytes == BIG
-    assert (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     gets = cdn_gets(hub)
     assert len(gets) == 24 and all(status == 206 for _, status in gets)
     assert all(rng and re.fullmatch(r"bytes=\d+-(\d+)?", rng) for rng, _ in gets)
@@ -124,7 +101,7 @@ def test_a_signed_url_used_for_another_range_is_refused_by_the_test_cdn(hub: Tes
     import http.client
     from urllib.parse import urlsplit
 
-    rf = remote(hub)
+    rf = model_remote(hub)
     p = urlsplit(rf.url)
     conn = http.client.HTTPConnection(p.hostname or "", p.port)
     conn.request("GET", p.path, headers={"authorization": f"Bearer {TOKEN}", "range": "bytes=0-99"})
@@ -143,7 +120,7 @@ def test_a_cdn_403_on_a_url_that_served_sends_the_file_back_to_resolve_at_once(
 ) -> None:
     hub.add_fault("model.pth", server="cdn", status=403, after=5, times=1)  # the URL "expires" mid-file
     r = fetch(hub, tmp_path)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     assert [q.fault is not None for q in hub.requests if q.server == "cdn"].count(True) == 1  # it struck
     assert [s for _, s in cdn_gets(hub)].count(403) == 1
     assert resolve_heads(hub) == [None, None]  # one fresh URL, for every piece after
@@ -169,7 +146,7 @@ def test_a_url_bound_to_a_range_is_used_for_that_range_only(
     URL, never reused for another range (the test CDN refuses that)."""
     hub.add_fault("/resolve/", server="hub", method="HEAD", status=405, times=None)
     r = fetch(hub, tmp_path)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     gets = cdn_gets(hub)
     assert len(gets) == 24 and all(status == 206 for _, status in gets)
     assert Counter(rng for rng, _ in gets) == Counter(resolve_gets(hub))
@@ -181,7 +158,7 @@ def test_cuts_in_several_pieces_resume_each_piece_where_it_stopped(
     hub.add_fault("model.pth", server="cdn", close_after=300_000, times=4)
     hub.add_fault("model.pth", server="cdn", reset_after=200_000, times=2)
     r = fetch(hub, tmp_path)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     starts = [int(rng.split("=")[1].split("-")[0]) for rng, _ in cdn_gets(hub) if rng]
     mid_piece = [s for s in starts if s % (1 << 20)]
     assert len(mid_piece) >= 4  # the cut pieces asked only for what they lacked
@@ -192,7 +169,7 @@ def test_short_and_empty_206_answers_are_completed(hub: TestHub, tmp_path: Path,
     hub.add_fault("model.pth", server="cdn", short=100_000, times=3)
     hub.add_fault("model.pth", server="cdn", close_after=0, times=2)
     r = fetch(hub, tmp_path)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
 
 
 def test_5xx_and_429_in_pieces_are_retried_with_retry_after(
@@ -210,14 +187,14 @@ def test_a_200_to_a_ranged_request_falls_back_to_one_stream(
 ) -> None:
     hub.settings.ignore_range = True
     r = fetch(hub, tmp_path)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     assert [s for _, s in cdn_gets(hub)] == [200]  # the probe's whole-file answer was used, no other piece began
 
 
 def test_no_content_length_falls_back_to_one_stream(hub: TestHub, tmp_path: Path, small_pieces: list[float]) -> None:
     hub.settings.no_content_length = True
     r = fetch(hub, tmp_path)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     ranges = [rng for rng, _ in cdn_gets(hub)]
     assert ranges == ["bytes=0-1048575", None]  # the probe, then the whole file in one request
 
@@ -235,15 +212,7 @@ def test_a_flipped_byte_in_one_piece_fails_and_nothing_is_kept(
 def test_a_fast_first_stream_fetches_the_file_alone_and_a_slow_one_fans_out(
     hub: TestHub, tmp_path: Path, small_pieces: list[float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[int] = []
-    take = Job.take
-
-    def watch(self: Job) -> object:
-        piece = take(self)
-        seen.append(len(self.inflight))
-        return piece
-
-    monkeypatch.setattr(Job, "take", watch)
+    seen = pieces_held_at_each_take(monkeypatch)
     monkeypatch.setattr(fetch_mod, "FAST_STREAM", 0.0)  # every first stream counts as fast
     assert fetch(hub, tmp_path / "fast").verified
     assert max(seen) == 1
@@ -277,7 +246,7 @@ def test_a_cdn_refusing_connections_beyond_a_limit_gets_no_more_in_the_end(
     hub.settings.max_connections = 3
     usage: list[Usage] = []
     r = fetch(hub, tmp_path, connections=8, usage=usage)
-    assert r.verified and (tmp_path / "model.pth").read_bytes() == content(hub)
+    assert r.verified and (tmp_path / "model.pth").read_bytes() == model_bytes(hub)
     assert 429 in [s for _, s in cdn_gets(hub)]
     assert usage[0].max == 8 and usage[0].final <= 3
     assert hub.bytes_sent() == BIG  # a refusal costs a request, never a byte
@@ -306,7 +275,7 @@ def test_resume_keeps_every_recorded_piece(hub: TestHub, tmp_path: Path, small_p
     with pytest.raises(failures.HubUnreachable):
         fetch(hub, tmp_path, retries=2)
     timer.join()
-    sha = remote(hub).sha256 or ""
+    sha = model_remote(hub).sha256 or ""
     kept = bytes_on_disk(tmp_path / ".gatedfetch", sha, BIG)
     assert 0 < kept < BIG
     hub.clear_faults()
@@ -323,7 +292,7 @@ def test_resume_keeps_every_recorded_piece(hub: TestHub, tmp_path: Path, small_p
 def test_setup_kill_with_pieces_in_flight_then_rerun_fetches_only_what_is_missing(env: Env) -> None:
     env.hub.settings.throttle_bps = 2_000_000  # 6 pieces at 2 MB/s each: ~2 s for the file
     proc = env.start(env={"HF_TOKEN": TOKEN})
-    sha = remote(env.hub).sha256 or ""
+    sha = model_remote(env.hub).sha256 or ""
     work = env.out_dir / ".gatedfetch"
     deadline = time.monotonic() + 60
     while bytes_on_disk(work, sha, BIG) < BIG // 3 and time.monotonic() < deadline and proc.poll() is None:
@@ -338,7 +307,7 @@ def test_setup_kill_with_pieces_in_flight_then_rerun_fetches_only_what_is_missin
     env.hub.clear_requests()
     r = env.run("--json", env={"HF_TOKEN": TOKEN})
     assert r.code == 0, r.err
-    assert (env.out_dir / "model.pth").read_bytes() == content(env.hub)
+    assert (env.out_dir / "model.pth").read_bytes() == model_bytes(env.hub)
     doc = {f["path"]: f for f in r.json()["files"]}
     assert doc["model.pth"]["resumed_from"] == kept and doc["model.pth"]["fetched_bytes"] == BIG - kept
     assert env.hub.bytes_sent(sha) <= 1.05 * (BIG - kept)

@@ -131,8 +131,8 @@ class FileServing(Handler):
                     if self.hub.stopping.wait(0.2):
                         return
                     want = 1
-                elif slow_after is not None or freeze_after is not None:
-                    want = min(want, max(1, min(n for n in (slow_after, freeze_after) if n is not None) - sent))
+                to_fault = [n - sent for n in (slow_after, freeze_after) if n is not None and n > sent]
+                want = min([want, *to_fault])  # a slice ends where a fault begins
                 if pos == flip_at:
                     f.seek(pos)
                     sock.sendall(bytes([f.read(1)[0] ^ 0xFF]))

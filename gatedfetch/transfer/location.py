@@ -51,10 +51,12 @@ def expires_in(url: str, date: str | None, now: float) -> float | None:
     local clock, when there is none); None when the URL names no expiry."""
     query = parse_qs(urlsplit(url).query)
     served_at = now
-    if date:
-        parsed = email.utils.parsedate_to_datetime(date) if _is_date(date) else None
-        if parsed is not None and parsed.tzinfo is not None:
-            served_at = parsed.timestamp()
+    try:
+        parsed = email.utils.parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError, IndexError):
+        parsed = None
+    if parsed is not None and parsed.tzinfo is not None:
+        served_at = parsed.timestamp()
     try:
         if "Expires" in query:
             return float(query["Expires"][-1]) - served_at
@@ -63,14 +65,6 @@ def expires_in(url: str, date: str | None, now: float) -> float | None:
     except ValueError:
         return None
     return None
-
-
-def _is_date(value: str) -> bool:
-    try:
-        email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return False
-    return True
 
 
 class Location:
@@ -90,10 +84,10 @@ class Location:
         self._lock = threading.Lock()
         self._current: Url | None = None
         self._good_until = float("inf")
+        self._stale = False  # a 403 asked for a fresh URL: the next get resolves anew
         self._served = False  # the current URL has served an answer
         self._refreshed = 0  # refreshes since the last URL that served
         self._direct = False  # a /resolve per request, for good
-        self.resolves = 0  # HEAD /resolve asked
 
     @property
     def where(self) -> str:
@@ -105,7 +99,9 @@ class Location:
         """The URL to ask a piece from now: resolved when there is none, or when it is about to expire."""
         with self._lock:
             current = self._current
-            if current is not None and (current.direct or self._clock() < self._good_until - self.margin):
+            if current is not None and not self._stale and (
+                current.direct or self._clock() < self._good_until - self.margin
+            ):
                 return current
             generation = 1 if current is None else current.generation + 1
             url, direct, lifetime = self._resolve(client, headers)
@@ -113,7 +109,7 @@ class Location:
             ttl = lifetime if lifetime is not None else float("inf")
             # A short-lived URL is refreshed a quarter of its life before its end, a long one `margin` before.
             self._good_until = self._clock() + ttl + self.margin - min(self.margin, ttl / 4)
-            self._served = False
+            self._served = self._stale = False
             return self._current
 
     def served(self, used: Url) -> None:
@@ -129,21 +125,20 @@ class Location:
         refusal."""
         with self._lock:
             current = self._current
-            if current is None or used.generation != current.generation or self._good_until == -float("inf"):
+            if current is None or used.generation != current.generation or self._stale:
                 return True  # another stream refreshed it meanwhile, or has asked for it
             if not self._served and self._refreshed >= 1:
                 if self._direct:
                     return False
                 self._direct = True  # the CDN may bind even an unranged URL to a range: the old way, once
             self._refreshed += 1
-            self._good_until = -float("inf")  # the next get resolves anew
+            self._stale = True
             return True
 
     def _resolve(self, client: Client, headers: Mapping[str, str]) -> tuple[str, bool, float | None]:
         """(the URL, whether it is the /resolve URL itself, seconds it stays good)."""
         if self._direct:
             return self.resolve_url, True, None
-        self.resolves += 1
         home = origin(self.resolve_url)
         url = self.resolve_url
         for _ in range(MAX_HOPS):
